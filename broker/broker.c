@@ -1,0 +1,465 @@
+/*
+ * inferq-broker - consumes request topics, runs the pipeline on each
+ * message and republishes: routed requests to per-model topics, error
+ * results to reply topics, undecodable input to the dead-letter topic.
+ *
+ * One pass per batch: poll a batch, decide every message, one Redis
+ * pipeline round trip for its state updates, produce everything, wait for
+ * the delivery reports, then commit the batch's offsets. Offsets are never
+ * committed before the outcome of every message below them is durably in
+ * Kafka, so a crash at any point redelivers rather than loses.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "config.h"
+#include "kafka.h"
+#include "log.h"
+#include "pipeline.h"
+#include "state.h"
+
+typedef struct {
+    ifq_decision_t d;
+    const rd_kafka_message_t *src; /* the consumed message (for DLQ bytes) */
+    int delivered;                 /* 1 ok, -1 failed, 0 pending */
+    int retried_default;           /* re-sent to the default reply topic */
+    rd_kafka_resp_err_t err;
+} out_t;
+
+typedef struct {
+    ifq_config_t *cfg;
+    rd_kafka_t *producer;
+    rd_kafka_t *consumer;
+    ifq_state_t *state;
+    ifq_avro_t *avro;
+    atomic_int ready;
+    atomic_int redis_ok;
+    atomic_llong n_routed, n_rejected, n_expired, n_dlq, n_batches, n_produce_errors;
+    int outstanding;
+} broker_t;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    broker_t *b = opaque;
+    out_t *o = m->_private;
+    b->outstanding--;
+    if (!o)
+        return;
+    o->err = m->err;
+    o->delivered = m->err ? -1 : 1;
+}
+
+static int broker_ready(void *opaque, char *why, size_t why_size)
+{
+    broker_t *b = opaque;
+    if (!atomic_load(&b->ready)) {
+        snprintf(why, why_size, "waiting for the Kafka group assignment");
+        return 0;
+    }
+    if (!atomic_load(&b->redis_ok)) {
+        snprintf(why, why_size, "redis unreachable");
+        return 0;
+    }
+    return 1;
+}
+
+static size_t broker_metrics(void *opaque, char *buf, size_t size)
+{
+    broker_t *b = opaque;
+    int n = snprintf(buf, size,
+                     "# HELP inferq_broker_requests_total Requests by outcome.\n"
+                     "# TYPE inferq_broker_requests_total counter\n"
+                     "inferq_broker_requests_total{outcome=\"routed\"} %lld\n"
+                     "inferq_broker_requests_total{outcome=\"rejected\"} %lld\n"
+                     "inferq_broker_requests_total{outcome=\"expired\"} %lld\n"
+                     "inferq_broker_requests_total{outcome=\"dlq\"} %lld\n"
+                     "# TYPE inferq_broker_batches_total counter\n"
+                     "inferq_broker_batches_total %lld\n"
+                     "# TYPE inferq_broker_produce_errors_total counter\n"
+                     "inferq_broker_produce_errors_total %lld\n",
+                     (long long)atomic_load(&b->n_routed), (long long)atomic_load(&b->n_rejected),
+                     (long long)atomic_load(&b->n_expired), (long long)atomic_load(&b->n_dlq),
+                     (long long)atomic_load(&b->n_batches),
+                     (long long)atomic_load(&b->n_produce_errors));
+    return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    broker_t *b = opaque;
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (coop)
+            rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        atomic_store(&b->ready, 1);
+        ifq_info("partitions_assigned", "%d partition(s)", parts->cnt);
+    } else {
+        /* Batches are finished synchronously, so nothing of these partitions
+         * is in flight here: their committed offsets are already final. */
+        if (coop)
+            rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+        ifq_info("partitions_revoked", "%d partition(s)", parts->cnt);
+    }
+}
+
+static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta)
+{
+    rd_kafka_headers_t *h;
+    if (o->d.kind == IFQ_OUT_DLQ) {
+        /* Keep the client's headers and add why, where from and when. */
+        rd_kafka_headers_t *orig = NULL;
+        if (rd_kafka_message_headers(o->src, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+            h = rd_kafka_headers_copy(orig);
+        else
+            h = rd_kafka_headers_new(8);
+        char num[32];
+        rd_kafka_header_add(h, "inferq-error", -1, o->d.reason, -1);
+        rd_kafka_header_add(h, "inferq-error-code", -1, o->d.error_code, -1);
+        rd_kafka_header_add(h, "inferq-source-topic", -1, meta->topic, -1);
+        snprintf(num, sizeof(num), "%d", (int)meta->partition);
+        rd_kafka_header_add(h, "inferq-source-partition", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)meta->offset);
+        rd_kafka_header_add(h, "inferq-source-offset", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)ifq_now_ms());
+        rd_kafka_header_add(h, "inferq-dlq-ts", -1, num, -1);
+        rd_kafka_header_add(h, "inferq-id", -1, o->d.id, -1);
+        return h;
+    }
+    h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "inferq-id", -1, o->d.id, -1);
+    rd_kafka_header_add(h, "traceparent", -1, o->d.traceparent, -1);
+    rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+    if (o->d.kind == IFQ_OUT_ROUTE)
+        rd_kafka_header_add(h, "inferq-attempt", -1, "0", -1);
+    return h;
+}
+
+static int produce_one(broker_t *b, out_t *o, const char *topic, const ifq_msgmeta_t *meta)
+{
+    const void *val = o->d.kind == IFQ_OUT_DLQ ? o->src->payload : o->d.value;
+    size_t len = o->d.kind == IFQ_OUT_DLQ ? o->src->len : o->d.len;
+    const void *key = o->d.kind == IFQ_OUT_DLQ ? o->src->key : o->d.custom_id;
+    size_t klen = o->d.kind == IFQ_OUT_DLQ ? o->src->key_len : strlen(o->d.custom_id);
+    rd_kafka_headers_t *h = headers_for(o, meta);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            b->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)val, len),
+            RD_KAFKA_V_KEY((void *)key, klen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(o), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(b->producer, 50);
+            continue;
+        }
+        if (err) {
+            rd_kafka_headers_destroy(h);
+            o->delivered = -1;
+            o->err = err;
+            return -1;
+        }
+        b->outstanding++;
+        o->delivered = 0;
+        return 0;
+    }
+}
+
+static void meta_of(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, char *tp, size_t tpsize)
+{
+    meta->topic = rd_kafka_topic_name(m->rkt);
+    meta->partition = m->partition;
+    meta->offset = m->offset;
+    rd_kafka_timestamp_type_t tstype;
+    meta->timestamp = rd_kafka_message_timestamp(m, &tstype);
+    meta->traceparent = ifq_kafka_header(m, "traceparent", tp, tpsize) > 0 ? tp : NULL;
+}
+
+/* Runs one batch to completion. Returns 0, or -1 when an outcome could not
+ * be made durable (the caller then exits without committing). */
+static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
+{
+    out_t *outs = calloc(n, sizeof(*outs));
+    ifq_msgmeta_t *metas = calloc(n, sizeof(*metas));
+    char(*tps)[64] = calloc(n, sizeof(*tps));
+    if (!outs || !metas || !tps) {
+        free(outs);
+        free(metas);
+        free(tps);
+        return -1;
+    }
+    int64_t now = ifq_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        meta_of(msgs[i], &metas[i], tps[i], sizeof(tps[i]));
+        outs[i].src = msgs[i];
+        ifq_pipeline_decide(b->cfg, b->avro, msgs[i]->payload, msgs[i]->len, &metas[i], now,
+                            &outs[i].d);
+        ifq_decision_t *d = &outs[i].d;
+        if (d->kind != IFQ_OUT_DLQ) {
+            const char *kv[10];
+            size_t nkv = 0;
+            kv[nkv++] = "model";
+            kv[nkv++] = d->model_requested;
+            if (d->kind == IFQ_OUT_ROUTE) {
+                kv[nkv++] = "deployment";
+                kv[nkv++] = d->deployment;
+            } else {
+                kv[nkv++] = "error_code";
+                kv[nkv++] = d->error_code;
+            }
+            char trace_id[33], received[24];
+            snprintf(trace_id, sizeof(trace_id), "%.32s", d->traceparent + 3);
+            kv[nkv++] = "trace_id";
+            kv[nkv++] = trace_id;
+            /* received_ms is when the client's message reached Kafka. */
+            snprintf(received, sizeof(received), "%lld", (long long)metas[i].timestamp);
+            kv[nkv++] = "received_ms";
+            kv[nkv++] = received;
+            ifq_state_queue(b->state, d->custom_id, d->id, d->state, kv, nkv);
+        } else {
+            ifq_log_fields(IFQ_LOG_WARN, "dead_lettered",
+                           json_pack("{ss si sI ss}", "topic", metas[i].topic, "partition",
+                                     (int)metas[i].partition, "offset", (json_int_t)metas[i].offset,
+                                     "id", d->id),
+                           "%s", d->reason);
+        }
+    }
+    char errstr[256];
+    int redis_ok = ifq_state_flush(b->state, errstr, sizeof(errstr)) == IFQ_OK;
+    if (!redis_ok)
+        ifq_warn("state_flush_failed", "%s (requests still flow; state catches up)", errstr);
+    atomic_store(&b->redis_ok, redis_ok);
+
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (produce_one(b, &outs[i], outs[i].d.topic, &metas[i]) < 0)
+            rc = -1;
+    while (b->outstanding > 0)
+        rd_kafka_poll(b->producer, 100);
+
+    /* A client-named reply topic that does not exist must not stall the
+     * partition: the result goes to the default reply topic instead. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        out_t *o = &outs[i];
+        if (o->delivered < 0 && o->d.kind == IFQ_OUT_RESULT &&
+            strcmp(o->d.topic, b->cfg->topic_replies) != 0) {
+            ifq_warn("reply_topic_failed", "reply_to %s: %s; using %s", o->d.topic,
+                     rd_kafka_err2str(o->err), b->cfg->topic_replies);
+            produce_one(b, o, b->cfg->topic_replies, &metas[i]);
+        }
+    }
+    while (b->outstanding > 0)
+        rd_kafka_poll(b->producer, 100);
+
+    for (size_t i = 0; i < n; i++) {
+        out_t *o = &outs[i];
+        if (o->delivered != 1) {
+            atomic_fetch_add(&b->n_produce_errors, 1);
+            ifq_error("produce_failed", "%s[%d]@%lld -> %s: %s", metas[i].topic,
+                      (int)metas[i].partition, (long long)metas[i].offset, o->d.topic,
+                      rd_kafka_err2str(o->err));
+            rc = -1;
+        } else if (o->d.kind == IFQ_OUT_ROUTE)
+            atomic_fetch_add(&b->n_routed, 1);
+        else if (o->d.kind == IFQ_OUT_DLQ)
+            atomic_fetch_add(&b->n_dlq, 1);
+        else if (strcmp(o->d.state, "expired") == 0)
+            atomic_fetch_add(&b->n_expired, 1);
+        else
+            atomic_fetch_add(&b->n_rejected, 1);
+        ifq_decision_clear(&o->d);
+    }
+    if (rc == 0) {
+        rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
+                offs, metas[i].topic, metas[i].partition);
+            if (!p)
+                p = rd_kafka_topic_partition_list_add(offs, metas[i].topic, metas[i].partition);
+            if (metas[i].offset + 1 > p->offset)
+                p->offset = metas[i].offset + 1;
+        }
+        rd_kafka_resp_err_t err = rd_kafka_commit(b->consumer, offs, 1);
+        if (err)
+            ifq_warn("commit_failed", "%s", rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(offs);
+        atomic_fetch_add(&b->n_batches, 1);
+    }
+    free(outs);
+    free(metas);
+    free(tps);
+    return rc;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: inferq-broker --config FILE [--log-level debug|info|warn|error]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = getenv("INFERQ_CONFIG");
+    const char *level = NULL;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+        if (c == 'c')
+            config_path = optarg;
+        else if (c == 'l')
+            level = optarg;
+        else {
+            usage();
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if (!config_path) {
+        usage();
+        return 2;
+    }
+    char errstr[512];
+    broker_t b = {0};
+    b.cfg = ifq_config_load(config_path, errstr, sizeof(errstr));
+    if (!b.cfg) {
+        fprintf(stderr, "inferq-broker: %s\n", errstr);
+        return 2;
+    }
+    int lv = ifq_log_level_parse(level ? level : b.cfg->log_level);
+    ifq_log_init("inferq-broker", lv < 0 ? IFQ_LOG_INFO : (ifq_log_level_t)lv);
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    b.avro = ifq_avro_new(errstr, sizeof(errstr));
+    if (!b.avro) {
+        ifq_error("startup_failed", "avro: %s", errstr);
+        goto out;
+    }
+    b.state = ifq_state_connect(b.cfg->redis_url, b.cfg->prefix, b.cfg->state_ttl_s, errstr,
+                                sizeof(errstr));
+    if (!b.state) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
+    atomic_store(&b.redis_ok, 1);
+    b.producer = ifq_kafka_producer_new(b.cfg, dr_cb, &b, errstr, sizeof(errstr));
+    if (!b.producer) {
+        ifq_error("startup_failed", "producer: %s", errstr);
+        goto out;
+    }
+    if (b.cfg->create_topics) {
+        size_t nt = 4 + b.cfg->n_deployments;
+        const char **topics = calloc(nt, sizeof(*topics));
+        topics[0] = b.cfg->topic_requests;
+        topics[1] = b.cfg->topic_replies;
+        topics[2] = b.cfg->topic_traces;
+        topics[3] = b.cfg->topic_dlq;
+        for (size_t i = 0; i < b.cfg->n_deployments; i++)
+            topics[4 + i] = b.cfg->deployments[i].topic;
+        int trc = ifq_kafka_ensure_topics(b.producer, b.cfg, topics, nt, 15000, errstr,
+                                          sizeof(errstr));
+        free(topics);
+        if (trc != IFQ_OK) {
+            ifq_error("startup_failed", "%s", errstr);
+            goto out;
+        }
+    }
+    b.consumer = ifq_kafka_consumer_new(b.cfg, b.cfg->broker_group, rebalance_cb, &b, errstr, sizeof(errstr));
+    if (!b.consumer) {
+        ifq_error("startup_failed", "consumer: %s", errstr);
+        goto out;
+    }
+    /* Team topics (<prefix>.requests.<team>) are picked up by a regex
+     * subscription, including ones created while the broker runs. */
+    char team_re[IFQ_MAX_TOPIC + 32];
+    snprintf(team_re, sizeof(team_re), "^%s\\.requests\\..+", b.cfg->prefix);
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(subs, b.cfg->topic_requests, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(subs, team_re, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t serr = rd_kafka_subscribe(b.consumer, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (serr) {
+        ifq_error("startup_failed", "subscribe: %s", rd_kafka_err2str(serr));
+        goto out;
+    }
+
+    ifq_admin_handlers_t ah = {.ready = broker_ready, .metrics = broker_metrics, .opaque = &b};
+    ifq_admin_t *admin = ifq_admin_start(b.cfg->broker_admin_port, &ah, errstr, sizeof(errstr));
+    if (!admin && b.cfg->broker_admin_port > 0) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
+    ifq_info("started", "consuming %s and %s, %zu deployment(s), %zu alias(es)",
+             b.cfg->topic_requests, team_re, b.cfg->n_deployments, b.cfg->n_aliases);
+
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(b.consumer);
+    size_t cap = (size_t)b.cfg->broker_batch_size;
+    rd_kafka_message_t **msgs = calloc(cap, sizeof(*msgs));
+    rc = 0;
+    while (!stop_requested) {
+        ssize_t n = rd_kafka_consume_batch_queue(q, 200, msgs, cap);
+        if (n < 0) {
+            ifq_warn("consume_failed", "%s", rd_kafka_err2str(rd_kafka_last_error()));
+            continue;
+        }
+        size_t good = 0;
+        for (ssize_t i = 0; i < n; i++) {
+            if (msgs[i]->err) {
+                /* A regex subscription with no matching topic yet is normal. */
+                if (msgs[i]->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                    ifq_debug("consume_error", "%s", rd_kafka_message_errstr(msgs[i]));
+                else if (msgs[i]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    ifq_warn("consume_error", "%s", rd_kafka_message_errstr(msgs[i]));
+                rd_kafka_message_destroy(msgs[i]);
+                continue;
+            }
+            msgs[good++] = msgs[i];
+        }
+        int brc = good ? process_batch(&b, msgs, good) : 0;
+        for (size_t i = 0; i < good; i++)
+            rd_kafka_message_destroy(msgs[i]);
+        rd_kafka_poll(b.producer, 0);
+        if (brc < 0) {
+            /* Without the outcomes durable we must not move on: exit
+             * without committing so that a restart redelivers the batch. */
+            ifq_error("batch_failed", "outcomes not durable; exiting for redelivery");
+            rc = 1;
+            break;
+        }
+    }
+    free(msgs);
+    rd_kafka_queue_destroy(q);
+    ifq_info("stopping", "closing the consumer");
+    rd_kafka_consumer_close(b.consumer);
+    ifq_admin_stop(admin);
+out:
+    if (b.consumer)
+        rd_kafka_destroy(b.consumer);
+    if (b.producer) {
+        rd_kafka_flush(b.producer, 5000);
+        rd_kafka_destroy(b.producer);
+    }
+    ifq_state_destroy(b.state);
+    ifq_avro_destroy(b.avro);
+    ifq_config_destroy(b.cfg);
+    return rc;
+}

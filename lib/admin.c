@@ -1,0 +1,81 @@
+/*
+ * admin.c - a tiny libmicrohttpd server for health, readiness and metrics.
+ */
+#include "admin.h"
+
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADMIN_METRICS_MAX (256 * 1024)
+
+struct ifq_admin {
+    struct MHD_Daemon *d;
+    ifq_admin_handlers_t h;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             char *body, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    ifq_admin_t *a = cls;
+    if (strcmp(method, "GET") != 0)
+        return reply(c, 405, "text/plain", strdup("method not allowed\n"), 19);
+    if (strcmp(url, "/healthz") == 0)
+        return reply(c, 200, "text/plain", strdup("ok\n"), 3);
+    if (strcmp(url, "/readyz") == 0) {
+        char why[256] = "";
+        int ok = a->h.ready ? a->h.ready(a->h.opaque, why, sizeof(why)) : 1;
+        char *body = malloc(300);
+        int n = snprintf(body, 300, "%s%s%s\n", ok ? "ready" : "not ready", why[0] ? ": " : "", why);
+        return reply(c, ok ? 200 : 503, "text/plain", body, (size_t)n);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        char *buf = malloc(ADMIN_METRICS_MAX);
+        size_t n = a->h.metrics ? a->h.metrics(a->h.opaque, buf, ADMIN_METRICS_MAX) : 0;
+        return reply(c, 200, "text/plain; version=0.0.4", buf, n);
+    }
+    return reply(c, 404, "text/plain", strdup("not found\n"), 10);
+}
+
+ifq_admin_t *ifq_admin_start(int port, const ifq_admin_handlers_t *h, char *errstr,
+                             size_t errstr_size)
+{
+    if (port <= 0)
+        return NULL;
+    ifq_admin_t *a = calloc(1, sizeof(*a));
+    a->h = *h;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,
+                            NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (!a->d) {
+        snprintf(errstr, errstr_size, "admin endpoint: cannot listen on 127.0.0.1:%d", port);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void ifq_admin_stop(ifq_admin_t *a)
+{
+    if (!a)
+        return;
+    MHD_stop_daemon(a->d);
+    free(a);
+}

@@ -1,0 +1,584 @@
+/*
+ * config.c - loads the YAML configuration into a jansson tree (libyaml does
+ * the YAML) and validates it into ifq_config_t. Every error names the key.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define MAX_CONFIG_BYTES (4 * 1024 * 1024)
+#define MAX_YAML_DEPTH 64
+
+/* ---- YAML to JSON ------------------------------------------------------ */
+
+static json_t *yaml_scalar(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length;
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return json_stringn(v, len);
+    if (len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+        strcmp(v, "NULL") == 0)
+        return json_null();
+    if (strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "TRUE") == 0)
+        return json_true();
+    if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "FALSE") == 0)
+        return json_false();
+    char *end = NULL;
+    errno = 0;
+    long long i = strtoll(v, &end, 10);
+    if (!errno && end && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '+'))
+        return json_integer(i);
+    errno = 0;
+    double d = strtod(v, &end);
+    if (!errno && end && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
+        return json_real(d);
+    return json_stringn(v, len);
+}
+
+typedef struct {
+    yaml_parser_t parser;
+    char *errstr;
+    size_t errstr_size;
+} yaml_ctx_t;
+
+static int yaml_fail(yaml_ctx_t *c, const yaml_event_t *ev, const char *why)
+{
+    snprintf(c->errstr, c->errstr_size, "line %zu, column %zu: %s",
+             ev ? ev->start_mark.line + 1 : c->parser.problem_mark.line + 1,
+             ev ? ev->start_mark.column + 1 : c->parser.problem_mark.column + 1, why);
+    return -1;
+}
+
+static json_t *yaml_node(yaml_ctx_t *c, yaml_event_t *first, int depth);
+
+static int yaml_next(yaml_ctx_t *c, yaml_event_t *ev)
+{
+    if (!yaml_parser_parse(&c->parser, ev)) {
+        snprintf(c->errstr, c->errstr_size, "line %zu, column %zu: %s",
+                 c->parser.problem_mark.line + 1, c->parser.problem_mark.column + 1,
+                 c->parser.problem ? c->parser.problem : "YAML syntax error");
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *yaml_node(yaml_ctx_t *c, yaml_event_t *ev, int depth)
+{
+    if (depth > MAX_YAML_DEPTH) {
+        yaml_fail(c, ev, "nesting too deep");
+        return NULL;
+    }
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        if (ev->data.scalar.tag) {
+            yaml_fail(c, ev, "YAML tags are not supported");
+            return NULL;
+        }
+        return yaml_scalar(ev);
+    case YAML_ALIAS_EVENT:
+        yaml_fail(c, ev, "YAML anchors and aliases are not supported");
+        return NULL;
+    case YAML_SEQUENCE_START_EVENT: {
+        json_t *arr = json_array();
+        for (;;) {
+            yaml_event_t e;
+            if (yaml_next(c, &e) < 0)
+                goto seq_fail;
+            if (e.type == YAML_SEQUENCE_END_EVENT) {
+                yaml_event_delete(&e);
+                return arr;
+            }
+            json_t *item = yaml_node(c, &e, depth + 1);
+            yaml_event_delete(&e);
+            if (!item)
+                goto seq_fail;
+            json_array_append_new(arr, item);
+        }
+    seq_fail:
+        json_decref(arr);
+        return NULL;
+    }
+    case YAML_MAPPING_START_EVENT: {
+        json_t *obj = json_object();
+        for (;;) {
+            yaml_event_t k;
+            if (yaml_next(c, &k) < 0)
+                goto map_fail;
+            if (k.type == YAML_MAPPING_END_EVENT) {
+                yaml_event_delete(&k);
+                return obj;
+            }
+            if (k.type != YAML_SCALAR_EVENT) {
+                yaml_fail(c, &k, "mapping keys must be scalars");
+                yaml_event_delete(&k);
+                goto map_fail;
+            }
+            char *key = strndup((const char *)k.data.scalar.value, k.data.scalar.length);
+            if (json_object_get(obj, key)) {
+                char why[200];
+                snprintf(why, sizeof(why), "duplicate key '%s'", key);
+                yaml_fail(c, &k, why);
+                free(key);
+                yaml_event_delete(&k);
+                goto map_fail;
+            }
+            yaml_event_delete(&k);
+            yaml_event_t v;
+            if (yaml_next(c, &v) < 0) {
+                free(key);
+                goto map_fail;
+            }
+            json_t *val = yaml_node(c, &v, depth + 1);
+            yaml_event_delete(&v);
+            if (!val) {
+                free(key);
+                goto map_fail;
+            }
+            json_object_set_new(obj, key, val);
+            free(key);
+        }
+    map_fail:
+        json_decref(obj);
+        return NULL;
+    }
+    default:
+        yaml_fail(c, ev, "unexpected YAML event");
+        return NULL;
+    }
+}
+
+json_t *ifq_yaml_parse(const char *text, size_t len, char *errstr, size_t errstr_size)
+{
+    yaml_ctx_t c = {.errstr = errstr, .errstr_size = errstr_size};
+    if (!yaml_parser_initialize(&c.parser)) {
+        snprintf(errstr, errstr_size, "cannot initialise YAML parser");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
+    json_t *doc = NULL;
+    int done = 0;
+    while (!done) {
+        yaml_event_t ev;
+        if (yaml_next(&c, &ev) < 0) {
+            json_decref(doc);
+            doc = NULL;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_STREAM_START_EVENT:
+        case YAML_DOCUMENT_START_EVENT:
+        case YAML_DOCUMENT_END_EVENT:
+            break;
+        default:
+            if (doc) {
+                yaml_fail(&c, &ev, "only one YAML document is allowed");
+                json_decref(doc);
+                doc = NULL;
+                done = -1;
+                break;
+            }
+            doc = yaml_node(&c, &ev, 0);
+            if (!doc)
+                done = -1;
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&c.parser);
+    if (done < 0)
+        return NULL;
+    if (!doc)
+        doc = json_object(); /* an empty file is an empty config */
+    return doc;
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+typedef struct {
+    char *errstr;
+    size_t errstr_size;
+    int failed;
+} vctx_t;
+
+static void verr(vctx_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void verr(vctx_t *v, const char *fmt, ...)
+{
+    if (v->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->errstr, v->errstr_size, fmt, ap);
+    va_end(ap);
+    v->failed = 1;
+}
+
+static int check_keys(vctx_t *v, json_t *obj, const char *where, const char *const *allowed)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val)
+    {
+        int ok = 0;
+        for (size_t i = 0; allowed[i]; i++)
+            if (strcmp(allowed[i], key) == 0)
+                ok = 1;
+        if (!ok) {
+            verr(v, "%s: unknown key '%s'", where, key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static json_t *get_section(vctx_t *v, json_t *root, const char *name)
+{
+    json_t *s = json_object_get(root, name);
+    if (!s || json_is_null(s))
+        return NULL;
+    if (!json_is_object(s)) {
+        verr(v, "%s: must be a mapping", name);
+        return NULL;
+    }
+    return s;
+}
+
+static const char *get_str(vctx_t *v, json_t *obj, const char *where, const char *key,
+                           const char *dflt)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    if (!j || json_is_null(j))
+        return dflt;
+    if (!json_is_string(j)) {
+        verr(v, "%s.%s: must be a string", where, key);
+        return dflt;
+    }
+    return json_string_value(j);
+}
+
+static int get_int(vctx_t *v, json_t *obj, const char *where, const char *key, int dflt, int min,
+                   int max)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    if (!j || json_is_null(j))
+        return dflt;
+    if (!json_is_integer(j) || json_integer_value(j) < min || json_integer_value(j) > max) {
+        verr(v, "%s.%s: must be an integer between %d and %d", where, key, min, max);
+        return dflt;
+    }
+    return (int)json_integer_value(j);
+}
+
+static int get_bool(vctx_t *v, json_t *obj, const char *where, const char *key, int dflt)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    if (!j || json_is_null(j))
+        return dflt;
+    if (!json_is_boolean(j)) {
+        verr(v, "%s.%s: must be true or false", where, key);
+        return dflt;
+    }
+    return json_is_true(j);
+}
+
+int ifq_topic_name_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > IFQ_MAX_TOPIC || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!isalnum(ch) && ch != '.' && ch != '_' && ch != '-')
+            return 0;
+    }
+    return 1;
+}
+
+static int set_topic(vctx_t *v, char *dst, const char *prefix, const char *suffix)
+{
+    if (ifq_fmt(dst, IFQ_MAX_TOPIC + 1, "%s.%s", prefix, suffix) != IFQ_OK ||
+        !ifq_topic_name_valid(dst)) {
+        verr(v, "topic name '%s.%s' is not a valid Kafka topic name", prefix, suffix);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const known_providers[] = {"openai", NULL};
+
+static void parse_deployments(vctx_t *v, ifq_config_t *cfg, json_t *deps)
+{
+    if (!deps)
+        return;
+    if (!json_is_object(deps)) {
+        verr(v, "deployments: must be a mapping of name to deployment");
+        return;
+    }
+    cfg->n_deployments = json_object_size(deps);
+    cfg->deployments = calloc(cfg->n_deployments ? cfg->n_deployments : 1, sizeof(*cfg->deployments));
+    size_t i = 0;
+    const char *name;
+    json_t *d;
+    static const char *const keys[] = {"provider", "base_url", "model", "api_key_env",
+                                       "max_inflight", "timeout_ms", NULL};
+    json_object_foreach(deps, name, d)
+    {
+        char where[IFQ_MAX_NAME + 32];
+        snprintf(where, sizeof(where), "deployments.%s", name);
+        ifq_deployment_t *dep = &cfg->deployments[i++];
+        dep->name = name;
+        if (strlen(name) > IFQ_MAX_NAME || !ifq_topic_name_valid(name)) {
+            verr(v, "%s: deployment names use only letters, digits, '.', '_' and '-'", where);
+            return;
+        }
+        if (!json_is_object(d)) {
+            verr(v, "%s: must be a mapping", where);
+            return;
+        }
+        if (check_keys(v, d, where, keys) < 0)
+            return;
+        dep->provider = get_str(v, d, where, "provider", "openai");
+        int known = 0;
+        for (size_t k = 0; known_providers[k]; k++)
+            known |= strcmp(known_providers[k], dep->provider) == 0;
+        if (!known)
+            verr(v, "%s.provider: unknown provider '%s' (known: openai)", where, dep->provider);
+        dep->base_url = get_str(v, d, where, "base_url", NULL);
+        if (!dep->base_url || strncmp(dep->base_url, "http", 4) != 0)
+            verr(v, "%s.base_url: required, an http:// or https:// URL", where);
+        dep->model = get_str(v, d, where, "model", name);
+        dep->api_key_env = get_str(v, d, where, "api_key_env", NULL);
+        dep->max_inflight = get_int(v, d, where, "max_inflight", 256, 1, 100000);
+        dep->timeout_ms = get_int(v, d, where, "timeout_ms", 60000, 1, 3600000);
+        char suffix[IFQ_MAX_NAME + 16];
+        snprintf(suffix, sizeof(suffix), "model.%s", name);
+        set_topic(v, dep->topic, cfg->prefix, suffix);
+    }
+}
+
+ifq_deployment_t *ifq_config_deployment(const ifq_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->n_deployments; i++)
+        if (strcmp(cfg->deployments[i].name, name) == 0)
+            return &cfg->deployments[i];
+    return NULL;
+}
+
+static void parse_aliases(vctx_t *v, ifq_config_t *cfg, json_t *aliases)
+{
+    if (!aliases)
+        return;
+    if (!json_is_object(aliases)) {
+        verr(v, "aliases: must be a mapping of alias to a list of deployments");
+        return;
+    }
+    cfg->n_aliases = json_object_size(aliases);
+    cfg->aliases = calloc(cfg->n_aliases ? cfg->n_aliases : 1, sizeof(*cfg->aliases));
+    size_t i = 0;
+    const char *name;
+    json_t *a;
+    json_object_foreach(aliases, name, a)
+    {
+        ifq_alias_t *al = &cfg->aliases[i++];
+        al->name = name;
+        if (ifq_config_deployment(cfg, name)) {
+            verr(v, "aliases.%s: the name is already a deployment", name);
+            return;
+        }
+        if (json_is_string(a)) {
+            /* A single deployment may be written without the list. */
+            json_t *arr = json_array();
+            json_array_append(arr, a);
+            json_object_set_new(aliases, name, arr);
+            a = arr;
+        }
+        if (!json_is_array(a) || json_array_size(a) == 0) {
+            verr(v, "aliases.%s: must be a non-empty list of deployment names", name);
+            return;
+        }
+        al->n = json_array_size(a);
+        al->chain = calloc(al->n, sizeof(*al->chain));
+        for (size_t k = 0; k < al->n; k++) {
+            const char *dn = json_string_value(json_array_get(a, k));
+            al->chain[k] = ifq_config_deployment(cfg, dn);
+            if (!al->chain[k]) {
+                verr(v, "aliases.%s[%zu]: unknown deployment '%s'", name, k, dn ? dn : "(not a string)");
+                return;
+            }
+        }
+    }
+}
+
+ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_t errstr_size)
+{
+    json_t *root = ifq_yaml_parse(text, len, errstr, errstr_size);
+    if (!root)
+        return NULL;
+    vctx_t v = {.errstr = errstr, .errstr_size = errstr_size};
+    if (!json_is_object(root)) {
+        snprintf(errstr, errstr_size, "the configuration must be a mapping");
+        json_decref(root);
+        return NULL;
+    }
+    ifq_config_t *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        json_decref(root);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    cfg->root = root;
+
+    static const char *const top[] = {"kafka", "redis", "broker", "worker", "deployments",
+                                      "aliases", "log", "teams", "guardrails", "observability",
+                                      "prompts", "cache", "limits", NULL};
+    check_keys(&v, root, "config", top);
+
+    json_t *kafka = get_section(&v, root, "kafka");
+    static const char *const kkeys[] = {"bootstrap_servers", "topic_prefix", "partitions",
+                                        "replication_factor", "create_topics", "properties", NULL};
+    if (kafka)
+        check_keys(&v, kafka, "kafka", kkeys);
+    cfg->bootstrap = get_str(&v, kafka, "kafka", "bootstrap_servers", "127.0.0.1:9092");
+    cfg->prefix = get_str(&v, kafka, "kafka", "topic_prefix", "inferq");
+    cfg->partitions = get_int(&v, kafka, "kafka", "partitions", 4, 1, 10000);
+    cfg->replication_factor = get_int(&v, kafka, "kafka", "replication_factor", 1, 1, 16);
+    cfg->create_topics = get_bool(&v, kafka, "kafka", "create_topics", 1);
+    cfg->kafka_props = kafka ? json_object_get(kafka, "properties") : NULL;
+    if (cfg->kafka_props && json_is_null(cfg->kafka_props))
+        cfg->kafka_props = NULL;
+    if (cfg->kafka_props) {
+        const char *k;
+        json_t *pv;
+        if (!json_is_object(cfg->kafka_props))
+            verr(&v, "kafka.properties: must be a mapping of librdkafka properties");
+        else
+            json_object_foreach(cfg->kafka_props, k, pv)
+            {
+                if (!json_is_string(pv) && !json_is_number(pv) && !json_is_boolean(pv))
+                    verr(&v, "kafka.properties.%s: must be a scalar", k);
+            }
+    }
+    const char *env = getenv("INFERQ_KAFKA_BOOTSTRAP");
+    if (env && *env)
+        cfg->bootstrap = env;
+    if (!v.failed && !ifq_topic_name_valid(cfg->prefix))
+        verr(&v, "kafka.topic_prefix: '%s' is not a valid topic name prefix", cfg->prefix);
+    if (!v.failed) {
+        set_topic(&v, cfg->topic_requests, cfg->prefix, "requests");
+        set_topic(&v, cfg->topic_replies, cfg->prefix, "replies");
+        set_topic(&v, cfg->topic_traces, cfg->prefix, "traces");
+        set_topic(&v, cfg->topic_dlq, cfg->prefix, "dlq");
+    }
+
+    json_t *redis = get_section(&v, root, "redis");
+    static const char *const rkeys[] = {"url", "state_ttl_s", NULL};
+    if (redis)
+        check_keys(&v, redis, "redis", rkeys);
+    cfg->redis_url = get_str(&v, redis, "redis", "url", "redis://127.0.0.1:6379/0");
+    cfg->state_ttl_s = get_int(&v, redis, "redis", "state_ttl_s", 7 * 86400, 1, 365 * 86400);
+    env = getenv("INFERQ_REDIS_URL");
+    if (env && *env)
+        cfg->redis_url = env;
+
+    json_t *log = get_section(&v, root, "log");
+    cfg->log_level = get_str(&v, log, "log", "level", "info");
+    if (ifq_log_level_parse(cfg->log_level) < 0)
+        verr(&v, "log.level: must be debug, info, warn or error");
+
+    json_t *broker = get_section(&v, root, "broker");
+    static const char *const bkeys[] = {"admin_port", "group_id", "max_message_bytes",
+                                        "batch_size", NULL};
+    if (broker)
+        check_keys(&v, broker, "broker", bkeys);
+    cfg->broker_admin_port = get_int(&v, broker, "broker", "admin_port", 0, 0, 65535);
+    cfg->broker_group = get_str(&v, broker, "broker", "group_id", "inferq-broker");
+    cfg->max_message_bytes =
+        (size_t)get_int(&v, broker, "broker", "max_message_bytes", 1048576, 1024, 64 * 1048576);
+    cfg->broker_batch_size = get_int(&v, broker, "broker", "batch_size", 500, 1, 100000);
+
+    json_t *worker = get_section(&v, root, "worker");
+    static const char *const wkeys[] = {"admin_port",      "group_id_prefix", "deployments",
+                                        "max_inflight",    "max_attempts",    "backoff_base_ms",
+                                        "backoff_max_ms",  "shutdown_grace_ms", NULL};
+    if (worker)
+        check_keys(&v, worker, "worker", wkeys);
+    cfg->worker_admin_port = get_int(&v, worker, "worker", "admin_port", 0, 0, 65535);
+    cfg->worker_group_prefix = get_str(&v, worker, "worker", "group_id_prefix", "inferq-worker");
+    cfg->worker_deployments = worker ? json_object_get(worker, "deployments") : NULL;
+    if (cfg->worker_deployments && !json_is_array(cfg->worker_deployments))
+        verr(&v, "worker.deployments: must be a list of deployment names (or [\"*\"])");
+    cfg->worker_max_inflight = get_int(&v, worker, "worker", "max_inflight", 512, 1, 100000);
+    cfg->max_attempts = get_int(&v, worker, "worker", "max_attempts", 3, 1, 100);
+    cfg->backoff_base_ms = get_int(&v, worker, "worker", "backoff_base_ms", 200, 0, 600000);
+    cfg->backoff_max_ms = get_int(&v, worker, "worker", "backoff_max_ms", 10000, 0, 3600000);
+    cfg->shutdown_grace_ms = get_int(&v, worker, "worker", "shutdown_grace_ms", 10000, 0, 3600000);
+
+    if (!v.failed)
+        parse_deployments(&v, cfg, json_object_get(root, "deployments"));
+    if (!v.failed)
+        parse_aliases(&v, cfg, json_object_get(root, "aliases"));
+    if (!v.failed && cfg->worker_deployments) {
+        size_t i;
+        json_t *n;
+        json_array_foreach(cfg->worker_deployments, i, n)
+        {
+            const char *s = json_string_value(n);
+            if (!s || (strcmp(s, "*") != 0 && !ifq_config_deployment(cfg, s)))
+                verr(&v, "worker.deployments[%zu]: unknown deployment '%s'", i, s ? s : "?");
+        }
+    }
+
+    if (v.failed) {
+        ifq_config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+ifq_config_t *ifq_config_load(const char *path, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_CONFIG_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, MAX_CONFIG_BYTES + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > MAX_CONFIG_BYTES) {
+        snprintf(errstr, errstr_size, "%s: %s", path,
+                 !buf ? "out of memory" : bad ? "read error" : "file larger than 4 MiB");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    char why[512];
+    ifq_config_t *cfg = ifq_config_parse(buf, n, why, sizeof(why));
+    free(buf);
+    if (!cfg)
+        snprintf(errstr, errstr_size, "%s: %s", path, why);
+    return cfg;
+}
+
+void ifq_config_destroy(ifq_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_aliases; i++)
+        free(cfg->aliases[i].chain);
+    free(cfg->aliases);
+    free(cfg->deployments);
+    json_decref(cfg->root);
+    free(cfg);
+}

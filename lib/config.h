@@ -1,0 +1,97 @@
+/*
+ * config.h - the inferq configuration file (YAML, or JSON which is YAML).
+ *
+ * One file configures every program: Kafka and Redis connections, topic
+ * names, the model catalog (deployments and aliases) and per-program
+ * settings. See docs/configuration.md. The parsed document stays available
+ * as `root` for modules that read their own sections.
+ */
+#ifndef IFQ_CONFIG_H
+#define IFQ_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common.h"
+
+typedef struct ifq_deployment {
+    const char *name;        /* catalog name, also the topic suffix */
+    const char *provider;    /* "openai" (more in later providers) */
+    const char *base_url;    /* e.g. http://127.0.0.1:8080/v1 */
+    const char *model;       /* upstream model name sent to the provider */
+    const char *api_key_env; /* environment variable holding the key, or NULL */
+    int max_inflight;        /* per-process cap on concurrent calls */
+    int timeout_ms;          /* per-attempt HTTP timeout */
+    char topic[IFQ_MAX_TOPIC + 1];
+} ifq_deployment_t;
+
+typedef struct ifq_alias {
+    const char *name;
+    size_t n;                   /* chain length, >= 1 */
+    ifq_deployment_t **chain;   /* borrowed from the config's deployments */
+} ifq_alias_t;
+
+typedef struct ifq_config {
+    json_t *root; /* the whole document; strings below are borrowed from it */
+
+    /* kafka */
+    const char *bootstrap;
+    const char *prefix;
+    int partitions;
+    int replication_factor;
+    int create_topics;
+    json_t *kafka_props; /* object of librdkafka properties, borrowed */
+    char topic_requests[IFQ_MAX_TOPIC + 1];
+    char topic_replies[IFQ_MAX_TOPIC + 1];
+    char topic_traces[IFQ_MAX_TOPIC + 1];
+    char topic_dlq[IFQ_MAX_TOPIC + 1];
+
+    /* redis */
+    const char *redis_url;
+    int state_ttl_s;
+
+    /* logging */
+    const char *log_level;
+
+    /* broker */
+    int broker_admin_port;
+    const char *broker_group;
+    size_t max_message_bytes;
+    int broker_batch_size;
+
+    /* worker */
+    int worker_admin_port;
+    const char *worker_group_prefix;
+    json_t *worker_deployments; /* array of names or "*" */
+    int worker_max_inflight;
+    int max_attempts;
+    int backoff_base_ms;
+    int backoff_max_ms;
+    int shutdown_grace_ms;
+
+    ifq_deployment_t *deployments;
+    size_t n_deployments;
+    ifq_alias_t *aliases;
+    size_t n_aliases;
+} ifq_config_t;
+
+/* Loads and validates a config file. Environment overrides
+ * INFERQ_KAFKA_BOOTSTRAP and INFERQ_REDIS_URL win over the file. Returns NULL
+ * with a readable reason (file, line, key) in errstr. Caller owns the result. */
+ifq_config_t *ifq_config_load(const char *path, char *errstr, size_t errstr_size);
+/* Same from an in-memory YAML/JSON document (used by tests). */
+ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_t errstr_size);
+void ifq_config_destroy(ifq_config_t *cfg); /* NULL is a no-op */
+
+/* Parses YAML (1.1 core subset: mappings, sequences, scalars; no anchors or
+ * tags) into JSON. Plain scalars become numbers, booleans and null where they
+ * look like one. Returns NULL with errstr "line L, column C: reason". */
+json_t *ifq_yaml_parse(const char *text, size_t len, char *errstr, size_t errstr_size);
+
+/* Looks up a deployment by name; NULL when absent. */
+ifq_deployment_t *ifq_config_deployment(const ifq_config_t *cfg, const char *name);
+
+/* Returns 1 when s is a legal Kafka topic name ([A-Za-z0-9._-], 1..249). */
+int ifq_topic_name_valid(const char *s);
+
+#endif

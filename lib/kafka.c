@@ -1,0 +1,233 @@
+/*
+ * kafka.c - librdkafka client construction and admin helpers.
+ */
+#include "kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                    size_t errstr_size)
+{
+    if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK)
+        return -1;
+    return 0;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    ifq_log_level_t l = level <= 3 ? IFQ_LOG_ERROR : level <= 4 ? IFQ_LOG_WARN
+                        : level <= 6                ? IFQ_LOG_INFO
+                                                    : IFQ_LOG_DEBUG;
+    ifq_log_fields(l, "kafka_log", json_pack("{ss ss}", "client", rd_kafka_name(rk), "facility", fac),
+                   "%s", buf);
+}
+
+static rd_kafka_conf_t *base_conf(const ifq_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", cfg->bootstrap, errstr, errstr_size) < 0)
+        goto fail;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    if (cfg->kafka_props) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(cfg->kafka_props, k, v)
+        {
+            char val[1024];
+            if (json_is_string(v))
+                snprintf(val, sizeof(val), "%s", json_string_value(v));
+            else if (json_is_integer(v))
+                snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(v));
+            else if (json_is_real(v))
+                snprintf(val, sizeof(val), "%g", json_real_value(v));
+            else
+                snprintf(val, sizeof(val), "%s", json_is_true(v) ? "true" : "false");
+            char why[512];
+            if (conf_set(conf, k, val, why, sizeof(why)) < 0) {
+                snprintf(errstr, errstr_size, "kafka.properties.%s: %s", k, why);
+                goto fail;
+            }
+        }
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
+                                   void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                                   void *opaque, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = base_conf(cfg, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+    /* Defaults first; an operator's kafka.properties were applied already
+     * and must win, so only set what they did not. */
+    static const char *const defaults[][2] = {
+        {"enable.idempotence", "true"}, {"linger.ms", "2"},
+        {"compression.codec", "lz4"},   {"message.max.bytes", "67108864"},
+    };
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(defaults); i++) {
+        if (cfg->kafka_props && json_object_get(cfg->kafka_props, defaults[i][0]))
+            continue;
+        if (conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) < 0) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (dr_cb)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!rk)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id,
+                                   ifq_rebalance_cb_t *rebalance_cb, void *opaque, char *errstr,
+                                   size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = base_conf(cfg, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+    static const char *const defaults[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "false"},
+        {"fetch.wait.max.ms", "50"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+    };
+    if (conf_set(conf, "group.id", group_id, errstr, errstr_size) < 0)
+        goto fail;
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(defaults); i++) {
+        if (cfg->kafka_props && json_object_get(cfg->kafka_props, defaults[i][0]))
+            continue;
+        if (conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) < 0)
+            goto fail;
+    }
+    if (rebalance_cb)
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!rk)
+        goto fail;
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int ifq_kafka_ensure_topics(rd_kafka_t *rk, const ifq_config_t *cfg, const char *const *topics,
+                            size_t n, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    if (n == 0)
+        return IFQ_OK;
+    /* Only ask for what is missing: creating topics needs a controller and
+     * rights that a client may not have, while existing topics need neither. */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t merr = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (merr) {
+        snprintf(errstr, errstr_size, "kafka metadata from %s: %s", cfg->bootstrap,
+                 rd_kafka_err2str(merr));
+        return IFQ_ERR_IO;
+    }
+    rd_kafka_NewTopic_t **nt = calloc(n, sizeof(*nt));
+    if (!nt) {
+        rd_kafka_metadata_destroy(md);
+        return IFQ_ERR_NOMEM;
+    }
+    const char **names = calloc(n, sizeof(*names));
+    char why[256];
+    size_t missing = 0;
+    for (size_t i = 0; i < n; i++) {
+        int exists = 0;
+        for (int t = 0; t < md->topic_cnt && !exists; t++)
+            exists = strcmp(md->topics[t].topic, topics[i]) == 0 && !md->topics[t].err;
+        for (size_t k = 0; k < missing && !exists; k++)
+            exists = strcmp(names[k], topics[i]) == 0;
+        if (exists)
+            continue;
+        nt[missing] = rd_kafka_NewTopic_new(topics[i], cfg->partitions, cfg->replication_factor,
+                                            why, sizeof(why));
+        if (!nt[missing])
+            continue;
+        if (strstr(topics[i], ".requests"))
+            rd_kafka_NewTopic_set_config(nt[missing], "max.message.bytes", "67108864");
+        names[missing++] = topics[i];
+    }
+    rd_kafka_metadata_destroy(md);
+    free(names);
+    if (missing == 0) {
+        free(nt);
+        return IFQ_OK;
+    }
+    n = missing;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, why, sizeof(why));
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, why, sizeof(why));
+    rd_kafka_CreateTopics(rk, nt, n, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    int rc = IFQ_OK;
+    if (!ev) {
+        snprintf(errstr, errstr_size, "creating topics timed out after %d ms", timeout_ms);
+        rc = IFQ_ERR_TIMEOUT;
+    } else if (rd_kafka_event_error(ev)) {
+        snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));
+        rc = IFQ_ERR_IO;
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                ifq_info("topic_created", "%s", rd_kafka_topic_result_name(tr[i]));
+            else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(errstr, errstr_size, "creating topic %s: %s",
+                         rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
+                rc = IFQ_ERR_IO;
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    return rc;
+}
+
+int ifq_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    const void *val = NULL;
+    size_t len = 0;
+    if (rd_kafka_header_get_last(hdrs, name, &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR || !val ||
+        len >= size)
+        return -1;
+    memcpy(buf, val, len);
+    buf[len] = '\0';
+    return (int)len;
+}
+
+int ifq_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    rd_kafka_metadata_destroy(md);
+    return 1;
+}

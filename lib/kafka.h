@@ -1,0 +1,41 @@
+/*
+ * kafka.h - librdkafka helpers: client construction from the config, topic
+ * creation, and header access. Errors are translated here, once.
+ */
+#ifndef IFQ_KAFKA_H
+#define IFQ_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+/* A producer tuned for the gateway: idempotent, small linger, lz4.
+ * Delivery reports go to dr_cb (may be NULL). opaque is the rd_kafka opaque. */
+rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
+                                   void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                                   void *opaque, char *errstr, size_t errstr_size);
+
+/* A consumer in group_id with manual offset commits and offsets stored only
+ * by the caller. Reads from the earliest offset when the group has none.
+ * rebalance_cb (may be NULL) must (incrementally) assign/unassign itself. */
+typedef void(ifq_rebalance_cb_t)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                 rd_kafka_topic_partition_list_t *, void *);
+rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id,
+                                   ifq_rebalance_cb_t *rebalance_cb, void *opaque, char *errstr,
+                                   size_t errstr_size);
+
+/* Creates the topics that do not exist yet (cfg->partitions each). Topics
+ * named `requests` get a larger max.message.bytes so that an oversized request
+ * reaches the broker and gets a clear error instead of failing in the
+ * producer. Returns IFQ_OK or IFQ_ERR_IO with errstr. */
+int ifq_kafka_ensure_topics(rd_kafka_t *rk, const ifq_config_t *cfg, const char *const *topics,
+                            size_t n, int timeout_ms, char *errstr, size_t errstr_size);
+
+/* Copies header `name` of msg into buf as a NUL-terminated string. Returns
+ * the value length, or -1 when absent or too long. */
+int ifq_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size);
+
+/* Returns 1 when the broker(s) answer a metadata request within timeout_ms. */
+int ifq_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
+
+#endif

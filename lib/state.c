@@ -1,0 +1,366 @@
+/*
+ * state.c - request state in Redis via hiredis, pipelined.
+ */
+#include "state.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define STATE_MAX_QUEUE 100000
+#define STATE_MAX_ARGS 32
+
+static const char state_script[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'id', 'rank')\n"
+    "local rank = tonumber(ARGV[3])\n"
+    "if cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) > rank then\n"
+    "  for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end\n"
+    "else\n"
+    "  if cur[1] and cur[1] ~= ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', ARGV[2], 'rank', rank)\n"
+    "  for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+typedef struct {
+    int argc;
+    char *argv[STATE_MAX_ARGS];
+} state_cmd_t;
+
+struct ifq_state {
+    redisContext *rc;
+    char host[256];
+    int port;
+    int db;
+    char password[256];
+    char prefix[IFQ_MAX_NAME];
+    int ttl_s;
+    char sha[41];
+    state_cmd_t *queue;
+    size_t nqueue, capqueue;
+};
+
+static const char *const state_names[] = {"received", "routed",   "running", "succeeded",
+                                          "failed",   "rejected", "expired"};
+static const int state_ranks[] = {1, 2, 3, 4, 4, 4, 4};
+
+int ifq_state_rank(const char *state)
+{
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(state_names); i++)
+        if (strcmp(state, state_names[i]) == 0)
+            return state_ranks[i];
+    return 0;
+}
+
+static int parse_url(ifq_state_t *st, const char *url, char *errstr, size_t errstr_size)
+{
+    const char *p = url;
+    if (strncmp(p, "redis://", 8) != 0) {
+        snprintf(errstr, errstr_size, "redis url must start with redis:// (got '%.64s')", url);
+        return -1;
+    }
+    p += 8;
+    const char *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t n = (size_t)(at - pw);
+        if (n >= sizeof(st->password)) {
+            snprintf(errstr, errstr_size, "redis password too long");
+            return -1;
+        }
+        memcpy(st->password, pw, n);
+        st->password[n] = '\0';
+        p = at + 1;
+    }
+    size_t hl = strcspn(p, ":/");
+    if (hl == 0 || hl >= sizeof(st->host)) {
+        snprintf(errstr, errstr_size, "redis url has no host");
+        return -1;
+    }
+    memcpy(st->host, p, hl);
+    st->host[hl] = '\0';
+    p += hl;
+    st->port = 6379;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (port <= 0 || port > 65535) {
+            snprintf(errstr, errstr_size, "redis url has a bad port");
+            return -1;
+        }
+        st->port = (int)port;
+        p = end;
+    }
+    if (*p == '/' && p[1]) {
+        char *end;
+        long db = strtol(p + 1, &end, 10);
+        if (db < 0 || db > 1024 || *end) {
+            snprintf(errstr, errstr_size, "redis url has a bad database number");
+            return -1;
+        }
+        st->db = (int)db;
+    }
+    return 0;
+}
+
+static int state_reconnect(ifq_state_t *st, char *errstr, size_t errstr_size)
+{
+    if (st->rc)
+        redisFree(st->rc);
+    struct timeval tv = {2, 0};
+    st->rc = redisConnectWithTimeout(st->host, st->port, tv);
+    if (!st->rc || st->rc->err) {
+        snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
+                 st->rc ? st->rc->errstr : "cannot allocate context");
+        if (st->rc) {
+            redisFree(st->rc);
+            st->rc = NULL;
+        }
+        return -1;
+    }
+    redisSetTimeout(st->rc, tv);
+    redisReply *r;
+    if (st->password[0]) {
+        r = redisCommand(st->rc, "AUTH %s", st->password);
+        int bad = !r || r->type == REDIS_REPLY_ERROR;
+        /* Never echo the password or the server's reply about it. */
+        if (r)
+            freeReplyObject(r);
+        if (bad) {
+            snprintf(errstr, errstr_size, "redis authentication failed");
+            return -1;
+        }
+    }
+    if (st->db) {
+        r = redisCommand(st->rc, "SELECT %d", st->db);
+        int bad = !r || r->type == REDIS_REPLY_ERROR;
+        if (r)
+            freeReplyObject(r);
+        if (bad) {
+            snprintf(errstr, errstr_size, "redis SELECT %d failed", st->db);
+            return -1;
+        }
+    }
+    r = redisCommand(st->rc, "SCRIPT LOAD %s", state_script);
+    if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+        snprintf(errstr, errstr_size, "redis SCRIPT LOAD failed: %s",
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : st->rc->errstr);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    memcpy(st->sha, r->str, 40);
+    st->sha[40] = '\0';
+    freeReplyObject(r);
+    return 0;
+}
+
+ifq_state_t *ifq_state_connect(const char *url, const char *prefix, int ttl_s, char *errstr,
+                               size_t errstr_size)
+{
+    ifq_state_t *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    snprintf(st->prefix, sizeof(st->prefix), "%s", prefix);
+    st->ttl_s = ttl_s;
+    if (parse_url(st, url, errstr, errstr_size) < 0 ||
+        state_reconnect(st, errstr, errstr_size) < 0) {
+        ifq_state_destroy(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void cmd_free(state_cmd_t *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    c->argc = 0;
+}
+
+void ifq_state_destroy(ifq_state_t *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->nqueue; i++)
+        cmd_free(&st->queue[i]);
+    free(st->queue);
+    if (st->rc)
+        redisFree(st->rc);
+    free(st);
+}
+
+static char *key_for(const ifq_state_t *st, const char *custom_id)
+{
+    size_t n = strlen(st->prefix) + strlen(custom_id) + 8;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%s:req:%s", st->prefix, custom_id);
+    return k;
+}
+
+void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
+                     const char *const *kv, size_t nkv)
+{
+    if (st->nqueue >= STATE_MAX_QUEUE) {
+        ifq_warn("state_queue_full", "dropping a state update; Redis is unreachable for long");
+        return;
+    }
+    if (st->nqueue == st->capqueue) {
+        size_t cap = st->capqueue ? st->capqueue * 2 : 64;
+        state_cmd_t *q = realloc(st->queue, cap * sizeof(*q));
+        if (!q)
+            return;
+        st->queue = q;
+        st->capqueue = cap;
+    }
+    state_cmd_t *c = &st->queue[st->nqueue++];
+    memset(c, 0, sizeof(*c));
+    char rank[16], ttl[16], ts_field[32], now[24];
+    snprintf(rank, sizeof(rank), "%d", ifq_state_rank(state));
+    snprintf(ttl, sizeof(ttl), "%d", st->ttl_s);
+    snprintf(ts_field, sizeof(ts_field), "%s_ms", state);
+    snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
+    const char *fixed[] = {"EVALSHA", st->sha, "1", custom_id, id, state, rank, ttl, ts_field, now};
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(fixed); i++)
+        c->argv[c->argc++] = i == 3 ? key_for(st, custom_id) : strdup(fixed[i]);
+    for (size_t i = 0; i + 1 < nkv && c->argc + 2 <= STATE_MAX_ARGS; i += 2) {
+        c->argv[c->argc++] = strdup(kv[i]);
+        c->argv[c->argc++] = strdup(kv[i + 1] ? kv[i + 1] : "");
+    }
+}
+
+size_t ifq_state_pending(const ifq_state_t *st)
+{
+    return st->nqueue;
+}
+
+static int flush_once(ifq_state_t *st, int *noscript)
+{
+    *noscript = 0;
+    for (size_t i = 0; i < st->nqueue; i++) {
+        state_cmd_t *c = &st->queue[i];
+        free(c->argv[1]);
+        c->argv[1] = strdup(st->sha);
+        redisAppendCommandArgv(st->rc, c->argc, (const char **)c->argv, NULL);
+    }
+    int ok = 1;
+    for (size_t i = 0; i < st->nqueue; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(st->rc, (void **)&r) != REDIS_OK) {
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+                *noscript = 1;
+            else
+                ifq_warn("state_update_failed", "%s", r->str);
+            ok = 0;
+        }
+        freeReplyObject(r);
+    }
+    return ok ? 0 : (*noscript ? -1 : 0);
+}
+
+int ifq_state_flush(ifq_state_t *st, char *errstr, size_t errstr_size)
+{
+    if (st->nqueue == 0)
+        return IFQ_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int noscript = 0;
+        if (st->rc && !st->rc->err && flush_once(st, &noscript) == 0) {
+            for (size_t i = 0; i < st->nqueue; i++)
+                cmd_free(&st->queue[i]);
+            st->nqueue = 0;
+            return IFQ_OK;
+        }
+        /* The connection broke or the server lost our script (restart):
+         * reconnect, which reloads it, and resend; updates are idempotent. */
+        if (state_reconnect(st, errstr, errstr_size) < 0)
+            return IFQ_ERR_IO;
+    }
+    snprintf(errstr, errstr_size, "redis: state updates failed twice");
+    return IFQ_ERR_IO;
+}
+
+json_t *ifq_state_get(ifq_state_t *st, const char *custom_id, int *err)
+{
+    char *key = key_for(st, custom_id);
+    redisReply *r = st->rc ? redisCommand(st->rc, "HGETALL %s", key) : NULL;
+    free(key);
+    if (!r) {
+        char why[256];
+        *err = IFQ_ERR_IO;
+        state_reconnect(st, why, sizeof(why));
+        return NULL;
+    }
+    json_t *obj = NULL;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        obj = json_object();
+        json_object_set_new(obj, "custom_id", json_string(custom_id));
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const char *k = r->element[i]->str;
+            const char *v = r->element[i + 1]->str;
+            if (!k || !v || strcmp(k, "rank") == 0)
+                continue;
+            int64_t n;
+            if (strlen(k) > 3 && strcmp(k + strlen(k) - 3, "_ms") == 0 &&
+                ifq_parse_i64(v, &n) == IFQ_OK)
+                json_object_set_new(obj, k, json_integer(n));
+            else
+                json_object_set_new(obj, k, json_string(v));
+        }
+        *err = IFQ_OK;
+    } else {
+        *err = r->type == REDIS_REPLY_ERROR ? IFQ_ERR_IO : IFQ_ERR_NOTFOUND;
+    }
+    freeReplyObject(r);
+    return obj;
+}
+
+int ifq_state_final_many(ifq_state_t *st, size_t n, const char *const *custom_ids,
+                         const char *const *ids, int *done)
+{
+    memset(done, 0, n * sizeof(*done));
+    if (!st->rc)
+        return IFQ_ERR_IO;
+    for (size_t i = 0; i < n; i++) {
+        char *key = key_for(st, custom_ids[i]);
+        redisAppendCommand(st->rc, "HMGET %s id rank", key);
+        free(key);
+    }
+    int rc = IFQ_OK;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(st->rc, (void **)&r) != REDIS_OK) {
+            char why[256];
+            memset(done, 0, n * sizeof(*done));
+            state_reconnect(st, why, sizeof(why));
+            return IFQ_ERR_IO;
+        }
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->str &&
+            r->element[1]->str && strcmp(r->element[0]->str, ids[i]) == 0 &&
+            strcmp(r->element[1]->str, "4") == 0)
+            done[i] = 1;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+int ifq_state_ping(ifq_state_t *st)
+{
+    if (!st->rc)
+        return 0;
+    redisReply *r = redisCommand(st->rc, "PING");
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}

@@ -1,0 +1,54 @@
+/*
+ * state.h - request state in Redis.
+ *
+ * Each request has a hash at "<prefix>:req:<custom_id>" with its id, state
+ * (received -> routed -> running -> succeeded | failed | rejected | expired),
+ * a timestamp per state (`<state>_ms`) and a few facts (model, deployment,
+ * error code), expiring after the configured TTL. Updates are applied by a
+ * Lua script that never moves a request backwards, so a redelivered message
+ * cannot undo a later state. Updates are queued and sent in one pipelined
+ * round trip per batch.
+ */
+#ifndef IFQ_STATE_H
+#define IFQ_STATE_H
+
+#include <jansson.h>
+
+#include "common.h"
+
+typedef struct ifq_state ifq_state_t;
+
+/* Connects to redis://[:password@]host[:port][/db]. Returns NULL with errstr.
+ * prefix is copied. */
+ifq_state_t *ifq_state_connect(const char *url, const char *prefix, int ttl_s, char *errstr,
+                               size_t errstr_size);
+void ifq_state_destroy(ifq_state_t *st); /* NULL is a no-op */
+
+/* Queues one update; nothing is sent until ifq_state_flush. kv is an array of
+ * nkv strings: field, value, field, value ... (copied). */
+void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
+                     const char *const *kv, size_t nkv);
+/* Number of queued updates. */
+size_t ifq_state_pending(const ifq_state_t *st);
+/* Sends the queued updates in one round trip. On a connection failure it
+ * reconnects once and retries; returns IFQ_OK or IFQ_ERR_IO (the queue is
+ * then kept for the next flush). */
+int ifq_state_flush(ifq_state_t *st, char *errstr, size_t errstr_size);
+
+/* Reads one request's state hash as a JSON object (caller owns), or NULL with
+ * IFQ_ERR_NOTFOUND / IFQ_ERR_IO in *err. */
+json_t *ifq_state_get(ifq_state_t *st, const char *custom_id, int *err);
+
+/* For n requests, sets done[i] = 1 when a final state is recorded for that
+ * custom_id with that id (the request was already answered). One round trip.
+ * Returns IFQ_OK or IFQ_ERR_IO (done[] then all 0). */
+int ifq_state_final_many(ifq_state_t *st, size_t n, const char *const *custom_ids,
+                         const char *const *ids, int *done);
+
+/* 1 when Redis answers PING. */
+int ifq_state_ping(ifq_state_t *st);
+
+/* Rank of a state name (0 when unknown); final states have the highest. */
+int ifq_state_rank(const char *state);
+
+#endif

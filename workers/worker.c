@@ -1,0 +1,1096 @@
+/*
+ * inferq-worker - consumes per-model topics (one consumer group per
+ * deployment), calls the model over HTTP and produces results.
+ *
+ * One event loop: libcurl's multi interface carries every HTTP exchange at
+ * once, and the Kafka queues wake the same curl_multi_poll() through a pipe
+ * (rd_kafka_queue_io_event_enable), so there is no thread per request and no
+ * sleep anywhere. Requests finish out of order; offsets are committed only
+ * up to the highest contiguous finished one per partition (lib/offsets.c),
+ * and "finished" means its result (or its failover hand-off) is durably in
+ * Kafka. When a deployment has max_inflight requests running, its partitions
+ * are paused instead of buffering without bound.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "config.h"
+#include "envelope.h"
+#include "kafka.h"
+#include "log.h"
+#include "offsets.h"
+#include "provider.h"
+#include "state.h"
+
+#define MAX_RESPONSE_BYTES (32u * 1024 * 1024)
+#define MAX_PARTS 1024
+
+typedef enum { JOB_QUEUED, JOB_HTTP, JOB_WAIT_RETRY, JOB_PRODUCING } job_phase_t;
+
+struct consumer;
+struct worker;
+
+typedef struct part {
+    char topic[IFQ_MAX_TOPIC + 1];
+    int32_t partition;
+    unsigned gen;
+    ifq_offsets_t *offs;
+} part_t;
+
+typedef struct job {
+    struct job *prev, *next;
+    struct worker *w;
+    struct consumer *cons;
+    job_phase_t phase;
+    char topic[IFQ_MAX_TOPIC + 1];
+    int32_t partition;
+    int64_t offset;
+    unsigned gen;
+
+    json_t *routed;   /* the routed message (owned) */
+    json_t *ext;      /* routed.inferq (borrowed) */
+    const char *id;   /* borrowed from ext */
+    const char *custom_id;
+    ifq_url_kind_t kind;
+    ifq_deployment_t *dep;
+    int attempt; /* attempts made on this deployment */
+    int64_t deadline_ms;
+    int64_t picked_ms; /* wall clock when the worker took it */
+    int64_t next_at_ms; /* monotonic, for JOB_WAIT_RETRY */
+    char traceparent[64];
+
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *req_body;
+    char *resp;
+    size_t resp_len, resp_cap;
+    int resp_too_big;
+    char retry_after[64];
+    char request_id[128];
+    int64_t attempt_start_us;
+    int64_t model_ms; /* summed over attempts */
+
+    char *out;    /* the produced value (result or failover routed message) */
+    size_t out_len;
+    char out_topic[IFQ_MAX_TOPIC + 1];
+    const char *final_state; /* for Redis after delivery */
+    int to_default;          /* result re-sent to the default reply topic */
+} job_t;
+
+typedef struct consumer {
+    struct worker *w;
+    ifq_deployment_t *dep;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    char group[IFQ_MAX_NAME * 2];
+    part_t parts[MAX_PARTS];
+    int nparts;
+    unsigned gen;
+    int inflight;
+    int paused;
+    int assigned_once;
+} consumer_t;
+
+typedef struct worker {
+    ifq_config_t *cfg;
+    consumer_t *cons;
+    size_t ncons;
+    rd_kafka_t *producer;
+    ifq_state_t *state;
+    CURLM *multi;
+    int wake[2];
+    job_t *jobs; /* all live jobs */
+    int njobs;
+    int draining;
+    int fatal;
+    int64_t last_commit_ms;
+    uint64_t rng;
+    atomic_int ready;
+    atomic_llong n_succeeded, n_failed, n_expired, n_failover, n_retries, n_skipped, n_http;
+    atomic_int inflight_gauge;
+} worker_t;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static double rand01(worker_t *w)
+{
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    return (double)(w->rng >> 11) / (double)(1ULL << 53);
+}
+
+/* ---- partitions and offsets ------------------------------------------ */
+
+static part_t *part_find(consumer_t *c, const char *topic, int32_t partition)
+{
+    for (int i = 0; i < c->nparts; i++)
+        if (c->parts[i].partition == partition && strcmp(c->parts[i].topic, topic) == 0)
+            return &c->parts[i];
+    return NULL;
+}
+
+static void commit_parts(consumer_t *c, int sync)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int i = 0; i < c->nparts; i++) {
+        int64_t pos = ifq_offsets_committable(c->parts[i].offs);
+        if (pos < 0)
+            continue;
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(c->nparts);
+        rd_kafka_topic_partition_list_add(l, c->parts[i].topic, c->parts[i].partition)->offset =
+            pos;
+        ifq_offsets_committed(c->parts[i].offs, pos);
+    }
+    if (!l)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, !sync);
+    if (err)
+        ifq_warn("commit_failed", "%s: %s", c->group, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    consumer_t *c = opaque;
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->gen++;
+        for (int i = 0; i < parts->cnt; i++) {
+            if (part_find(c, parts->elems[i].topic, parts->elems[i].partition) ||
+                c->nparts >= MAX_PARTS)
+                continue;
+            part_t *p = &c->parts[c->nparts++];
+            snprintf(p->topic, sizeof(p->topic), "%s", parts->elems[i].topic);
+            p->partition = parts->elems[i].partition;
+            p->gen = c->gen;
+            p->offs = ifq_offsets_new();
+        }
+        if (coop)
+            rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        if (c->paused)
+            rd_kafka_pause_partitions(rk, parts);
+        c->assigned_once = 1;
+        ifq_info("partitions_assigned", "%s: %d partition(s)", c->group, parts->cnt);
+    } else {
+        /* Commit what is finished; in-flight requests of these partitions
+         * still complete and answer, but their offsets are no longer ours
+         * (the new owner redelivers them, and the idempotency check in Redis
+         * keeps the model from being called twice when we were first). */
+        commit_parts(c, 1);
+        for (int i = 0; i < parts->cnt; i++) {
+            part_t *p = part_find(c, parts->elems[i].topic, parts->elems[i].partition);
+            if (!p)
+                continue;
+            ifq_offsets_destroy(p->offs);
+            *p = c->parts[--c->nparts];
+        }
+        if (coop)
+            rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+        ifq_info("partitions_revoked", "%s: %d partition(s)", c->group, parts->cnt);
+    }
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+static void job_link(worker_t *w, job_t *j)
+{
+    j->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = j;
+    w->jobs = j;
+    w->njobs++;
+}
+
+static void job_free(worker_t *w, job_t *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else if (w->jobs == j)
+        w->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    w->njobs--;
+    if (j->easy) {
+        curl_multi_remove_handle(w->multi, j->easy);
+        curl_easy_cleanup(j->easy);
+    }
+    curl_slist_free_all(j->hdrs);
+    free(j->req_body);
+    free(j->resp);
+    free(j->out);
+    json_decref(j->routed);
+    free(j);
+}
+
+/* Marks the job's offset finished (its outcome is durable) and frees it. */
+static void job_done(worker_t *w, job_t *j)
+{
+    part_t *p = part_find(j->cons, j->topic, j->partition);
+    if (p && p->gen == j->gen)
+        ifq_offsets_done(p->offs, j->offset);
+    job_free(w, j);
+}
+
+static void slot_release(job_t *j)
+{
+    if (j->cons->inflight > 0)
+        j->cons->inflight--;
+    atomic_fetch_sub(&j->w->inflight_gauge, 1);
+}
+
+static json_t *attempt_record(job_t *j, long status, const char *err_type, const char *message,
+                              int64_t latency_ms)
+{
+    json_t *a = json_pack("{ss si sI}", "deployment", j->dep->name, "attempt", j->attempt,
+                          "latency_ms", (json_int_t)latency_ms);
+    json_object_set_new(a, "status", status ? json_integer(status) : json_null());
+    if (err_type)
+        json_object_set_new(a, "error", json_pack("{ss ss}", "type", err_type, "message", message));
+    return a;
+}
+
+static void produce_out(worker_t *w, job_t *j);
+
+static json_t *result_base(job_t *j)
+{
+    json_t *md = json_object_get(j->routed, "metadata");
+    json_t *res = ifq_result_new(j->id, j->custom_id,
+                                 json_string_value(json_object_get(j->ext, "model_requested")),
+                                 json_is_object(md) ? md : NULL);
+    json_t *ext = ifq_result_ext(res);
+    json_object_set(ext, "attempts", json_object_get(j->ext, "attempts"));
+    json_object_set_new(ext, "trace_id", json_stringn(j->traceparent + 3, 32));
+    int64_t now = ifq_now_ms();
+    json_int_t received = json_integer_value(json_object_get(j->ext, "received_ms"));
+    json_object_set_new(ext, "timings_ms",
+                        json_pack("{sI sI sI}", "queue", (json_int_t)(j->picked_ms - received),
+                                  "model", (json_int_t)j->model_ms, "total",
+                                  (json_int_t)(now - received)));
+    json_object_set_new(ext, "finished_ms", json_integer(now));
+    return res;
+}
+
+static void finish_result(worker_t *w, job_t *j, json_t *res, const char *state)
+{
+    const char *reply = json_string_value(json_object_get(j->routed, "reply_to"));
+    snprintf(j->out_topic, sizeof(j->out_topic), "%s", reply ? reply : w->cfg->topic_replies);
+    j->out = ifq_json_dump(res, &j->out_len);
+    json_decref(res);
+    j->final_state = state;
+    produce_out(w, j);
+}
+
+static void finish_error(worker_t *w, job_t *j, const char *status, const char *code,
+                         const char *message)
+{
+    json_t *res = result_base(j);
+    if (j->dep)
+        json_object_set_new(ifq_result_ext(res), "deployment", json_string(j->dep->name));
+    ifq_result_set_error(res, status, code, message);
+    if (strcmp(status, "expired") == 0)
+        atomic_fetch_add(&w->n_expired, 1);
+    else
+        atomic_fetch_add(&w->n_failed, 1);
+    finish_result(w, j, res, strcmp(status, "expired") == 0 ? "expired" : "failed");
+}
+
+static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
+{
+    json_t *res = result_base(j);
+    json_t *ext = ifq_result_ext(res);
+    json_object_set_new(ext, "deployment", json_string(j->dep->name));
+    json_t *usage = json_object_get(body, "usage");
+    json_object_set_new(ext, "usage", json_is_object(usage) ? json_deep_copy(usage) : json_object());
+    json_object_set_new(ext, "cost_usd", json_real(0.0));
+    json_object_set_new(ext, "cache_hit", json_false());
+    const char *rid = j->request_id[0] ? j->request_id
+                                        : json_string_value(json_object_get(body, "id"));
+    ifq_result_set_response(res, (int)status, rid, body);
+    atomic_fetch_add(&w->n_succeeded, 1);
+    finish_result(w, j, res, "succeeded");
+}
+
+/* Hands the request to the next deployment of its chain. Returns 0, or -1
+ * when the chain is exhausted. */
+static int failover(worker_t *w, job_t *j)
+{
+    json_t *chain = json_object_get(j->ext, "chain");
+    json_int_t hop = json_integer_value(json_object_get(j->ext, "hop"));
+    if (!json_is_array(chain) || (size_t)hop + 1 >= json_array_size(chain))
+        return -1;
+    ifq_deployment_t *next =
+        ifq_config_deployment(w->cfg, json_string_value(json_array_get(chain, (size_t)hop + 1)));
+    if (!next)
+        return -1;
+    json_object_set_new(j->ext, "hop", json_integer(hop + 1));
+    snprintf(j->out_topic, sizeof(j->out_topic), "%s", next->topic);
+    j->out = ifq_json_dump(j->routed, &j->out_len);
+    j->final_state = NULL;
+    atomic_fetch_add(&w->n_failover, 1);
+    ifq_log_fields(IFQ_LOG_INFO, "failover",
+                   json_pack("{ss ss ss}", "id", j->id, "from", j->dep->name, "to", next->name),
+                   "chain step %d", (int)hop + 1);
+    produce_out(w, j);
+    return 0;
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    job_t *j = ud;
+    size_t n = size * nmemb;
+    if (j->resp_len + n > MAX_RESPONSE_BYTES) {
+        j->resp_too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (j->resp_len + n + 1 > j->resp_cap) {
+        size_t cap = j->resp_cap ? j->resp_cap : 4096;
+        while (cap < j->resp_len + n + 1)
+            cap *= 2;
+        char *r = realloc(j->resp, cap);
+        if (!r)
+            return 0;
+        j->resp = r;
+        j->resp_cap = cap;
+    }
+    memcpy(j->resp + j->resp_len, ptr, n);
+    j->resp_len += n;
+    j->resp[j->resp_len] = '\0';
+    return n;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *dst, size_t size)
+{
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    size_t vl = n - nl - 1;
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    if (vl >= size)
+        vl = size - 1;
+    memcpy(dst, v, vl);
+    dst[vl] = '\0';
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    job_t *j = ud;
+    size_t n = size * nmemb;
+    header_value(ptr, n, "retry-after", j->retry_after, sizeof(j->retry_after));
+    header_value(ptr, n, "x-request-id", j->request_id, sizeof(j->request_id));
+    return n;
+}
+
+static void start_attempt(worker_t *w, job_t *j)
+{
+    const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
+    const char *key = j->dep->api_key_env ? getenv(j->dep->api_key_env) : NULL;
+    ifq_http_req_t hr;
+    ifq_upstream_err_t uerr = {0};
+    j->attempt++;
+    if (!prov || prov->build(j->dep, j->kind, json_object_get(j->routed, "body"), key, &hr,
+                             &uerr) != IFQ_OK) {
+        json_array_append_new(json_object_get(j->ext, "attempts"),
+                              attempt_record(j, 0, "invalid_request", uerr.message, 0));
+        slot_release(j);
+        if (failover(w, j) < 0)
+            finish_error(w, j, "failed", "invalid_request",
+                         prov ? uerr.message : "no adapter for the deployment's provider");
+        return;
+    }
+    j->resp_len = 0;
+    j->resp_too_big = 0;
+    j->retry_after[0] = '\0';
+    j->request_id[0] = '\0';
+    free(j->req_body);
+    j->req_body = hr.body;
+    curl_slist_free_all(j->hdrs);
+    j->hdrs = NULL;
+    for (int i = 0; i < hr.n_headers; i++)
+        j->hdrs = curl_slist_append(j->hdrs, hr.headers[i]);
+    char tp[80];
+    snprintf(tp, sizeof(tp), "traceparent: %s", j->traceparent);
+    j->hdrs = curl_slist_append(j->hdrs, tp);
+    j->hdrs = curl_slist_append(j->hdrs, "Expect:");
+    explicit_bzero(&hr.headers, sizeof(hr.headers));
+
+    if (!j->easy)
+        j->easy = curl_easy_init();
+    else
+        curl_easy_reset(j->easy);
+    CURL *e = j->easy;
+    long timeout = j->dep->timeout_ms;
+    if (j->deadline_ms) {
+        int64_t left = j->deadline_ms - ifq_now_ms();
+        if (left < timeout)
+            timeout = left > 1 ? (long)left : 1;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, hr.url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->req_body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)hr.body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "inferq-worker/0.1");
+    j->phase = JOB_HTTP;
+    j->attempt_start_us = ifq_mono_us();
+    atomic_fetch_add(&w->n_http, 1);
+    curl_multi_add_handle(w->multi, e);
+}
+
+static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
+{
+    long status = 0;
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(w->multi, j->easy);
+    int64_t latency = (ifq_mono_us() - j->attempt_start_us) / 1000;
+    j->model_ms += latency;
+
+    ifq_upstream_err_t uerr = {0};
+    json_t *body = NULL;
+    if (cc != CURLE_OK || status == 0) {
+        uerr.retryable = 1;
+        snprintf(uerr.type, sizeof(uerr.type), "%s",
+                 cc == CURLE_OPERATION_TIMEDOUT ? "timeout"
+                 : j->resp_too_big             ? "response_too_large"
+                 : cc == CURLE_COULDNT_CONNECT ? "connect"
+                                               : "transport");
+        snprintf(uerr.message, sizeof(uerr.message), "%s (%s)", curl_easy_strerror(cc),
+                 j->dep->name);
+        if (j->resp_too_big)
+            uerr.retryable = 0;
+    } else {
+        const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
+        body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
+    }
+    json_array_append_new(json_object_get(j->ext, "attempts"),
+                          attempt_record(j, status, body ? NULL : uerr.type,
+                                         body ? NULL : uerr.message, latency));
+    if (body) {
+        slot_release(j);
+        finish_success(w, j, status, body);
+        return;
+    }
+    ifq_log_fields(IFQ_LOG_INFO, "attempt_failed",
+                   json_pack("{ss ss si sI ss}", "id", j->id, "deployment", j->dep->name,
+                             "attempt", j->attempt, "status", (json_int_t)status, "type",
+                             uerr.type),
+                   "%s", uerr.message);
+
+    int64_t now = ifq_now_ms();
+    if (j->deadline_ms && now >= j->deadline_ms) {
+        slot_release(j);
+        finish_error(w, j, "expired", "batch_expired",
+                     "the request's deadline passed while calling the model");
+        return;
+    }
+    if (uerr.retryable && j->attempt < w->cfg->max_attempts && !w->draining) {
+        int64_t delay = ifq_backoff_ms(j->attempt, w->cfg->backoff_base_ms, w->cfg->backoff_max_ms,
+                                       rand01(w));
+        int64_t ra = ifq_retry_after_ms(j->retry_after[0] ? j->retry_after : NULL, now);
+        if (ra > delay)
+            delay = ra;
+        if (!j->deadline_ms || now + delay < j->deadline_ms) {
+            /* The slot stays taken while waiting: the deployment is busy
+             * with this request. */
+            j->phase = JOB_WAIT_RETRY;
+            j->next_at_ms = ifq_mono_ms() + delay;
+            atomic_fetch_add(&w->n_retries, 1);
+            return;
+        }
+    }
+    slot_release(j);
+    if (failover(w, j) == 0)
+        return;
+    char msg[700];
+    snprintf(msg, sizeof(msg), "all %d attempt(s) failed; last: %s",
+             (int)json_array_size(json_object_get(j->ext, "attempts")), uerr.message);
+    finish_error(w, j, "failed", "upstream_error", msg);
+}
+
+/* ---- Kafka output --------------------------------------------------------- */
+
+static void produce_out(worker_t *w, job_t *j)
+{
+    j->phase = JOB_PRODUCING;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "inferq-id", -1, j->id, -1);
+    rd_kafka_header_add(h, "traceparent", -1, j->traceparent, -1);
+    rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+    char att[16];
+    snprintf(att, sizeof(att), "%d", j->attempt);
+    rd_kafka_header_add(h, "inferq-attempt", -1, att, -1);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            w->producer, RD_KAFKA_V_TOPIC(j->out_topic), RD_KAFKA_V_VALUE(j->out, j->out_len),
+            RD_KAFKA_V_KEY((void *)j->custom_id, strlen(j->custom_id)), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(w->producer, 10);
+            continue;
+        }
+        if (err) {
+            rd_kafka_headers_destroy(h);
+            ifq_error("produce_failed", "%s: %s", j->out_topic, rd_kafka_err2str(err));
+            w->fatal = 1;
+        }
+        return;
+    }
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    worker_t *w = opaque;
+    job_t *j = m->_private;
+    if (!j)
+        return;
+    if (m->err) {
+        if (j->final_state && !j->to_default &&
+            strcmp(j->out_topic, w->cfg->topic_replies) != 0) {
+            ifq_warn("reply_topic_failed", "%s: %s; using %s", j->out_topic,
+                     rd_kafka_err2str(m->err), w->cfg->topic_replies);
+            j->to_default = 1;
+            snprintf(j->out_topic, sizeof(j->out_topic), "%s", w->cfg->topic_replies);
+            produce_out(w, j);
+            return;
+        }
+        /* librdkafka already retried for message.timeout.ms: stop taking
+         * work and exit without committing, so the request is redelivered. */
+        ifq_error("delivery_failed", "%s: %s", j->out_topic, rd_kafka_err2str(m->err));
+        w->fatal = 1;
+        job_free(w, j);
+        return;
+    }
+    if (j->final_state) {
+        const char *kv[] = {"deployment", j->dep ? j->dep->name : ""};
+        ifq_state_queue(w->state, j->custom_id, j->id, j->final_state, kv, 2);
+    }
+    job_done(w, j);
+}
+
+/* ---- intake ------------------------------------------------------------- */
+
+static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_message_t *m)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    j->w = w;
+    j->cons = c;
+    j->phase = JOB_QUEUED;
+    snprintf(j->topic, sizeof(j->topic), "%s", rd_kafka_topic_name(m->rkt));
+    j->partition = m->partition;
+    j->offset = m->offset;
+    part_t *p = part_find(c, j->topic, j->partition);
+    j->gen = p ? p->gen : 0;
+    if (p)
+        ifq_offsets_track(p->offs, m->offset);
+    j->picked_ms = ifq_now_ms();
+    j->dep = c->dep;
+    json_error_t jerr;
+    j->routed = json_loadb(m->payload, m->len, 0, &jerr);
+    j->ext = json_object_get(j->routed, "inferq");
+    j->id = json_string_value(json_object_get(j->ext, "id"));
+    j->custom_id = json_string_value(json_object_get(j->routed, "custom_id"));
+    if (!json_is_array(json_object_get(j->ext, "attempts")))
+        json_object_set_new(j->ext, "attempts", json_array());
+    const char *tp = json_string_value(json_object_get(j->ext, "traceparent"));
+    snprintf(j->traceparent, sizeof(j->traceparent), "%s",
+             tp ? tp : "00-00000000000000000000000000000000-0000000000000000-00");
+    json_int_t dl = json_integer_value(json_object_get(j->routed, "deadline_ms"));
+    j->deadline_ms = dl > 0 ? dl : 0;
+    const char *url = json_string_value(json_object_get(j->routed, "url"));
+    j->kind = IFQ_URL_CHAT;
+    for (int k = IFQ_URL_CHAT; url && k <= IFQ_URL_EMBEDDINGS; k++)
+        if (strcmp(url, ifq_url_path((ifq_url_kind_t)k)) == 0)
+            j->kind = (ifq_url_kind_t)k;
+    job_link(w, j);
+    return j;
+}
+
+/* A routed message that is not ours to understand (written by something
+ * other than the broker) is dead-lettered rather than dropped. */
+static void dead_letter(worker_t *w, job_t *j, const rd_kafka_message_t *m, const char *why)
+{
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    char num[32];
+    rd_kafka_header_add(h, "inferq-error", -1, why, -1);
+    rd_kafka_header_add(h, "inferq-error-code", -1, "undecodable", -1);
+    rd_kafka_header_add(h, "inferq-source-topic", -1, j->topic, -1);
+    snprintf(num, sizeof(num), "%d", (int)j->partition);
+    rd_kafka_header_add(h, "inferq-source-partition", -1, num, -1);
+    snprintf(num, sizeof(num), "%lld", (long long)j->offset);
+    rd_kafka_header_add(h, "inferq-source-offset", -1, num, -1);
+    snprintf(num, sizeof(num), "%lld", (long long)ifq_now_ms());
+    rd_kafka_header_add(h, "inferq-dlq-ts", -1, num, -1);
+    j->phase = JOB_PRODUCING;
+    j->final_state = NULL;
+    j->custom_id = "";
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq), RD_KAFKA_V_VALUE(m->payload, m->len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(j),
+        RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        w->fatal = 1;
+    }
+    ifq_warn("dead_lettered", "%s[%d]@%lld: %s", j->topic, (int)j->partition, (long long)j->offset,
+             why);
+}
+
+static void set_paused(consumer_t *c, int pause)
+{
+    if (c->paused == pause)
+        return;
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(c->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
+        if (pause)
+            rd_kafka_pause_partitions(c->rk, a);
+        else
+            rd_kafka_resume_partitions(c->rk, a);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    c->paused = pause;
+}
+
+static void intake(worker_t *w, consumer_t *c)
+{
+    enum { BATCH = 256 };
+    job_t *batch[BATCH];
+    int n = 0;
+    while (n < BATCH && !w->draining) {
+        int room = c->inflight + n < c->dep->max_inflight &&
+                   atomic_load(&w->inflight_gauge) + n < w->cfg->worker_max_inflight;
+        if (!room)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
+        if (!m)
+            break;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                ifq_warn("consume_error", "%s: %s", c->group, rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        job_t *j = job_from_message(w, c, m);
+        if (!j->id || !j->custom_id || !json_is_object(json_object_get(j->routed, "body"))) {
+            dead_letter(w, j, m, "not a routed inferq request (missing inferq.id, custom_id or body)");
+        } else {
+            batch[n++] = j;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (n == 0)
+        return;
+    /* Idempotency: a redelivered request that was already answered is not
+     * sent to the model again. */
+    const char *cids[BATCH], *ids[BATCH];
+    int done[BATCH];
+    for (int i = 0; i < n; i++) {
+        cids[i] = batch[i]->custom_id;
+        ids[i] = batch[i]->id;
+    }
+    if (ifq_state_final_many(w->state, (size_t)n, cids, ids, done) != IFQ_OK)
+        ifq_warn("idempotency_check_failed", "redis unreachable; calling the model anyway");
+    for (int i = 0; i < n; i++) {
+        job_t *j = batch[i];
+        if (done[i]) {
+            atomic_fetch_add(&w->n_skipped, 1);
+            ifq_debug("duplicate_skipped", "%s already answered", j->id);
+            job_done(w, j);
+            continue;
+        }
+        const char *kv[] = {"deployment", c->dep->name};
+        ifq_state_queue(w->state, j->custom_id, j->id, "running", kv, 2);
+        c->inflight++;
+        atomic_fetch_add(&w->inflight_gauge, 1);
+        if (j->deadline_ms && j->deadline_ms <= ifq_now_ms()) {
+            slot_release(j);
+            finish_error(w, j, "expired", "batch_expired",
+                         "the request's deadline passed before a worker took it");
+            continue;
+        }
+        start_attempt(w, j);
+    }
+}
+
+/* ---- admin ---------------------------------------------------------------- */
+
+static int worker_ready(void *opaque, char *why, size_t why_size)
+{
+    worker_t *w = opaque;
+    if (!atomic_load(&w->ready)) {
+        snprintf(why, why_size, "waiting for the Kafka group assignment");
+        return 0;
+    }
+    return 1;
+}
+
+static size_t worker_metrics(void *opaque, char *buf, size_t size)
+{
+    worker_t *w = opaque;
+    int n = snprintf(
+        buf, size,
+        "# TYPE inferq_worker_results_total counter\n"
+        "inferq_worker_results_total{status=\"succeeded\"} %lld\n"
+        "inferq_worker_results_total{status=\"failed\"} %lld\n"
+        "inferq_worker_results_total{status=\"expired\"} %lld\n"
+        "# TYPE inferq_worker_failovers_total counter\ninferq_worker_failovers_total %lld\n"
+        "# TYPE inferq_worker_retries_total counter\ninferq_worker_retries_total %lld\n"
+        "# TYPE inferq_worker_duplicates_skipped_total counter\n"
+        "inferq_worker_duplicates_skipped_total %lld\n"
+        "# TYPE inferq_worker_http_requests_total counter\ninferq_worker_http_requests_total %lld\n"
+        "# TYPE inferq_worker_inflight gauge\ninferq_worker_inflight %d\n",
+        (long long)atomic_load(&w->n_succeeded), (long long)atomic_load(&w->n_failed),
+        (long long)atomic_load(&w->n_expired), (long long)atomic_load(&w->n_failover),
+        (long long)atomic_load(&w->n_retries), (long long)atomic_load(&w->n_skipped),
+        (long long)atomic_load(&w->n_http), atomic_load(&w->inflight_gauge));
+    return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+}
+
+/* ---- main loop -------------------------------------------------------------- */
+
+static void run_timers(worker_t *w, int64_t *next_ms)
+{
+    int64_t now = ifq_mono_ms();
+    for (job_t *j = w->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        if (j->phase != JOB_WAIT_RETRY)
+            continue;
+        if (j->next_at_ms <= now) {
+            start_attempt(w, j);
+        } else if (j->next_at_ms - now < *next_ms) {
+            *next_ms = j->next_at_ms - now;
+        }
+    }
+}
+
+static void reap_http(worker_t *w)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(w->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        job_t *j = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+        CURLcode cc = msg->data.result;
+        if (j)
+            on_http_done(w, j, cc);
+    }
+}
+
+static int64_t now_ms_since(int64_t t)
+{
+    return ifq_mono_ms() - t;
+}
+
+static void drain_wake(worker_t *w)
+{
+    char buf[256];
+    while (read(w->wake[0], buf, sizeof(buf)) > 0)
+        ;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: inferq-worker --config FILE [--deployment NAME]... "
+                    "[--log-level debug|info|warn|error]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = getenv("INFERQ_CONFIG");
+    const char *level = NULL;
+    const char *only[64];
+    int nonly = 0;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"deployment", required_argument, NULL, 'd'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:d:l:h", opts, NULL)) != -1) {
+        if (opt == 'c')
+            config_path = optarg;
+        else if (opt == 'd' && nonly < 64)
+            only[nonly++] = optarg;
+        else if (opt == 'l')
+            level = optarg;
+        else {
+            usage();
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    if (!config_path) {
+        usage();
+        return 2;
+    }
+    char errstr[512];
+    worker_t w = {0};
+    w.rng = (uint64_t)ifq_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
+    w.cfg = ifq_config_load(config_path, errstr, sizeof(errstr));
+    if (!w.cfg) {
+        fprintf(stderr, "inferq-worker: %s\n", errstr);
+        return 2;
+    }
+    int lv = ifq_log_level_parse(level ? level : w.cfg->log_level);
+    ifq_log_init("inferq-worker", lv < 0 ? IFQ_LOG_INFO : (ifq_log_level_t)lv);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    /* Which deployments this process serves: --deployment flags, else
+     * worker.deployments, else all. */
+    w.cons = calloc(w.cfg->n_deployments ? w.cfg->n_deployments : 1, sizeof(*w.cons));
+    for (size_t i = 0; i < w.cfg->n_deployments; i++) {
+        ifq_deployment_t *d = &w.cfg->deployments[i];
+        int serve = 0;
+        if (nonly) {
+            for (int k = 0; k < nonly; k++)
+                serve |= strcmp(only[k], d->name) == 0;
+        } else if (w.cfg->worker_deployments && json_array_size(w.cfg->worker_deployments)) {
+            size_t k;
+            json_t *v;
+            json_array_foreach(w.cfg->worker_deployments, k, v)
+            {
+                const char *s = json_string_value(v);
+                serve |= s && (strcmp(s, "*") == 0 || strcmp(s, d->name) == 0);
+            }
+        } else {
+            serve = 1;
+        }
+        if (serve) {
+            if (!ifq_provider_find(d->provider)) {
+                fprintf(stderr, "inferq-worker: deployment %s: no adapter for provider %s\n",
+                        d->name, d->provider);
+                return 2;
+            }
+            w.cons[w.ncons].dep = d;
+            w.cons[w.ncons].w = &w;
+            w.ncons++;
+        }
+    }
+    for (int k = 0; k < nonly; k++)
+        if (!ifq_config_deployment(w.cfg, only[k])) {
+            fprintf(stderr, "inferq-worker: --deployment %s is not in the catalog\n", only[k]);
+            return 2;
+        }
+    if (w.ncons == 0) {
+        fprintf(stderr, "inferq-worker: no deployments to serve\n");
+        return 2;
+    }
+
+    int rc = 1;
+    ifq_admin_t *admin = NULL;
+    if (pipe(w.wake) < 0) {
+        ifq_error("startup_failed", "pipe: %s", strerror(errno));
+        goto out;
+    }
+    fcntl(w.wake[0], F_SETFL, O_NONBLOCK);
+    fcntl(w.wake[1], F_SETFL, O_NONBLOCK);
+
+    w.state = ifq_state_connect(w.cfg->redis_url, w.cfg->prefix, w.cfg->state_ttl_s, errstr,
+                                sizeof(errstr));
+    if (!w.state) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
+    w.producer = ifq_kafka_producer_new(w.cfg, dr_cb, &w, errstr, sizeof(errstr));
+    if (!w.producer) {
+        ifq_error("startup_failed", "producer: %s", errstr);
+        goto out;
+    }
+    rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(w.producer);
+    rd_kafka_queue_io_event_enable(mainq, w.wake[1], "1", 1);
+    if (w.cfg->create_topics) {
+        const char **topics = calloc(w.ncons + 2, sizeof(*topics));
+        size_t nt = 0;
+        topics[nt++] = w.cfg->topic_replies;
+        topics[nt++] = w.cfg->topic_dlq;
+        for (size_t i = 0; i < w.ncons; i++)
+            topics[nt++] = w.cons[i].dep->topic;
+        int trc = ifq_kafka_ensure_topics(w.producer, w.cfg, topics, nt, 15000, errstr,
+                                          sizeof(errstr));
+        free(topics);
+        if (trc != IFQ_OK) {
+            ifq_error("startup_failed", "%s", errstr);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < w.ncons; i++) {
+        consumer_t *c = &w.cons[i];
+        snprintf(c->group, sizeof(c->group), "%s.%s", w.cfg->worker_group_prefix, c->dep->name);
+        c->rk = ifq_kafka_consumer_new(w.cfg, c->group, rebalance_cb, c, errstr, sizeof(errstr));
+        if (!c->rk) {
+            ifq_error("startup_failed", "consumer: %s", errstr);
+            goto out;
+        }
+        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subs, c->dep->topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        if (serr) {
+            ifq_error("startup_failed", "subscribe %s: %s", c->dep->topic, rd_kafka_err2str(serr));
+            goto out;
+        }
+        c->q = rd_kafka_queue_get_consumer(c->rk);
+        rd_kafka_queue_io_event_enable(c->q, w.wake[1], "1", 1);
+    }
+    w.multi = curl_multi_init();
+    curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cfg->worker_max_inflight);
+    curl_multi_setopt(w.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+
+    ifq_admin_handlers_t ah = {.ready = worker_ready, .metrics = worker_metrics, .opaque = &w};
+    admin = ifq_admin_start(w.cfg->worker_admin_port, &ah, errstr, sizeof(errstr));
+    if (!admin && w.cfg->worker_admin_port > 0) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
+    ifq_info("started", "serving %zu deployment(s), max_inflight %d", w.ncons,
+             w.cfg->worker_max_inflight);
+
+    int64_t drain_started = 0;
+    rc = 0;
+    for (;;) {
+        if (stop_requested && !w.draining) {
+            w.draining = 1;
+            drain_started = ifq_mono_ms();
+            ifq_info("draining", "%d request(s) in flight; grace %d ms", w.njobs,
+                     w.cfg->shutdown_grace_ms);
+        }
+        if (w.draining &&
+            (w.njobs == 0 || now_ms_since(drain_started) > w.cfg->shutdown_grace_ms || w.fatal))
+            break;
+        if (w.fatal) {
+            rc = 1;
+            break;
+        }
+
+        drain_wake(&w);
+        int all_assigned = 1;
+        for (size_t i = 0; i < w.ncons; i++) {
+            consumer_t *c = &w.cons[i];
+            /* Serving the queue also runs rebalance callbacks, so it runs
+             * even when paused (an empty poll keeps the group membership). */
+            if (c->paused || w.draining) {
+                rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
+                if (m) {
+                    /* Already fetched before the pause took effect: take it. */
+                    if (!m->err) {
+                        job_t *j = job_from_message(&w, c, m);
+                        if (!j->id || !j->custom_id)
+                            dead_letter(&w, j, m, "not a routed inferq request");
+                        else {
+                            c->inflight++;
+                            atomic_fetch_add(&w.inflight_gauge, 1);
+                            start_attempt(&w, j);
+                        }
+                    }
+                    rd_kafka_message_destroy(m);
+                }
+            } else {
+                intake(&w, c);
+            }
+            int full = c->inflight >= c->dep->max_inflight ||
+                       atomic_load(&w.inflight_gauge) >= w.cfg->worker_max_inflight;
+            set_paused(c, full || w.draining);
+            all_assigned &= c->assigned_once;
+        }
+        if (all_assigned)
+            atomic_store(&w.ready, 1);
+
+        int running = 0;
+        curl_multi_perform(w.multi, &running);
+        reap_http(&w);
+        int64_t next_ms = 100;
+        run_timers(&w, &next_ms);
+        rd_kafka_poll(w.producer, 0);
+
+        char why[256];
+        if (ifq_state_pending(w.state) && ifq_state_flush(w.state, why, sizeof(why)) != IFQ_OK)
+            ifq_warn("state_flush_failed", "%s", why);
+        if (now_ms_since(w.last_commit_ms) >= 200) {
+            for (size_t i = 0; i < w.ncons; i++)
+                commit_parts(&w.cons[i], 0);
+            w.last_commit_ms = ifq_mono_ms();
+        }
+
+        struct curl_waitfd wfd = {.fd = w.wake[0], .events = CURL_WAIT_POLLIN};
+        int numfds = 0;
+        curl_multi_poll(w.multi, &wfd, 1, (int)next_ms, &numfds);
+    }
+
+    /* Hand back what did not finish: its offsets stay uncommitted, so the
+     * group redelivers it. Commit everything that did. */
+    if (w.njobs)
+        ifq_warn("handing_back", "%d unfinished request(s) will be redelivered", w.njobs);
+    rd_kafka_flush(w.producer, 5000);
+    rd_kafka_poll(w.producer, 0);
+    char why[256];
+    ifq_state_flush(w.state, why, sizeof(why));
+    for (size_t i = 0; i < w.ncons; i++) {
+        commit_parts(&w.cons[i], 1);
+        rd_kafka_consumer_close(w.cons[i].rk);
+    }
+    while (w.jobs)
+        job_free(&w, w.jobs);
+    rd_kafka_queue_destroy(mainq);
+out:
+    ifq_admin_stop(admin);
+    for (size_t i = 0; i < w.ncons; i++) {
+        if (w.cons[i].q)
+            rd_kafka_queue_destroy(w.cons[i].q);
+        if (w.cons[i].rk)
+            rd_kafka_destroy(w.cons[i].rk);
+        for (int k = 0; k < w.cons[i].nparts; k++)
+            ifq_offsets_destroy(w.cons[i].parts[k].offs);
+    }
+    if (w.multi)
+        curl_multi_cleanup(w.multi);
+    if (w.producer)
+        rd_kafka_destroy(w.producer);
+    ifq_state_destroy(w.state);
+    free(w.cons);
+    ifq_config_destroy(w.cfg);
+    curl_global_cleanup();
+    ifq_info("stopped", "exit %d", rc);
+    return rc;
+}
