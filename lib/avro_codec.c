@@ -3,11 +3,11 @@
  *
  * Converts between framed Avro bytes and the json_t a JSON message would have
  * produced, for the two fixed records io.inferq.v1.Request and
- * io.inferq.v1.Result (schemas/request.avsc and result.avsc, embedded at build time as
- * ifq_schemas.h). Each record is described once, by a field table below
- * (name, type, optional or not); ifq_avro_new() checks that table against the
- * schema as avro-c parsed it, so an edited .avsc that the code does not follow
- * fails at start-up instead of producing wrong bytes.
+ * io.inferq.v1.Result (schemas/request.avsc and schemas/result.avsc, embedded
+ * at build time as ifq_schemas.h). Each record is described once, by a field
+ * table below (name, type, optional or not); ifq_avro_new() checks that table
+ * against the schema as avro-c parsed it, so an edited .avsc that the code
+ * does not follow fails at start-up instead of producing wrong bytes.
  *
  * Decoding: our own reader, not avro-c's. avro-c 1.11.1 is unsafe on hostile
  * bytes: its string reader mallocs length+1 from the length prefix before
@@ -121,8 +121,7 @@ static const field_spec_t result_fields[] = {
     {"custom_id", FT_STRING, 0, NULL, NULL, 0},
     {"response", FT_RECORD, F_OPTIONAL | F_NULL_KEPT, NULL, response_fields,
      IFQ_ARRAY_LEN(response_fields)},
-    {"error", FT_RECORD, F_OPTIONAL | F_NULL_KEPT, NULL, error_fields,
-     IFQ_ARRAY_LEN(error_fields)},
+    {"error", FT_RECORD, F_OPTIONAL | F_NULL_KEPT, NULL, error_fields, IFQ_ARRAY_LEN(error_fields)},
     {"inferq", FT_JSON, 0, NULL, NULL, 0},
 };
 
@@ -522,8 +521,7 @@ static int kind_init(kind_state_t *k, const char *label, const char *fullname, c
         return -1;
     }
     if (check_fields(k->schema, fullname, fields, nfields, why, sizeof(why))) {
-        set_err(errstr, errstr_size, "built-in %s schema does not match the codec: %s", label,
-                why);
+        set_err(errstr, errstr_size, "built-in %s schema does not match the codec: %s", label, why);
         return -1;
     }
     k->iface = avro_generic_class_from_schema(k->schema);
@@ -552,12 +550,12 @@ ifq_avro_t *ifq_avro_new(char *errstr, size_t errstr_size)
         set_err(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    if (kind_init(&c->kinds[IFQ_AVRO_REQUEST], "request", "io.inferq.v1.Request",
-                  IFQ_REQUEST_AVSC, sizeof(IFQ_REQUEST_AVSC) - 1, request_fields,
-                  IFQ_ARRAY_LEN(request_fields), errstr, errstr_size) ||
+    if (kind_init(&c->kinds[IFQ_AVRO_REQUEST], "request", "io.inferq.v1.Request", IFQ_REQUEST_AVSC,
+                  sizeof(IFQ_REQUEST_AVSC) - 1, request_fields, IFQ_ARRAY_LEN(request_fields),
+                  errstr, errstr_size) ||
         kind_init(&c->kinds[IFQ_AVRO_RESULT], "result", "io.inferq.v1.Result", IFQ_RESULT_AVSC,
-                  sizeof(IFQ_RESULT_AVSC) - 1, result_fields, IFQ_ARRAY_LEN(result_fields),
-                  errstr, errstr_size)) {
+                  sizeof(IFQ_RESULT_AVSC) - 1, result_fields, IFQ_ARRAY_LEN(result_fields), errstr,
+                  errstr_size)) {
         ifq_avro_destroy(c);
         return NULL;
     }
@@ -600,10 +598,10 @@ int ifq_avro_is_framed(const void *buf, size_t len)
 
 typedef struct {
     const uint8_t *p, *end;
-    const uint8_t *start;    /* first byte of the message, for offsets */
-    const char *parent;      /* enclosing record field, or NULL */
-    const char *field;       /* field being read, or NULL */
-    size_t entries;          /* map entries read so far */
+    const uint8_t *start; /* first byte of the message, for offsets */
+    const char *parent;   /* enclosing record field, or NULL */
+    const char *field;    /* field being read, or NULL */
+    size_t entries;       /* map entries read so far */
     char *errstr;
     size_t errstr_size;
 } reader_t;
@@ -901,8 +899,7 @@ json_t *ifq_avro_decode(ifq_avro_t *codec, ifq_avro_kind_t kind, const void *buf
             return NULL;
         }
         if (p[1] != IFQ_AVRO_SOE_MAGIC1) {
-            set_err(errstr, errstr_size, "unsupported single-object encoding version 0x%02x",
-                    p[1]);
+            set_err(errstr, errstr_size, "unsupported single-object encoding version 0x%02x", p[1]);
             return NULL;
         }
         uint64_t fp = 0;
@@ -933,8 +930,8 @@ json_t *ifq_avro_decode(ifq_avro_t *codec, ifq_avro_kind_t kind, const void *buf
         }
         if (id != want) {
             set_err(errstr, errstr_size,
-                    "unknown Confluent schema id %" PRId32 " (%s is registered as %" PRId64 ")",
-                    id, k->fullname, (int64_t)want);
+                    "unknown Confluent schema id %" PRId32 " (%s is registered as %" PRId64 ")", id,
+                    k->fullname, (int64_t)want);
             return NULL;
         }
         header = IFQ_AVRO_CONFLUENT_HEADER;

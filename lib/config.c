@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <librdkafka/rdkafka.h>
 #include <yaml.h>
 
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
@@ -291,6 +292,19 @@ static int get_bool(vctx_t *v, json_t *obj, const char *where, const char *key, 
     return json_is_true(j);
 }
 
+int ifq_config_scalar(const json_t *v, char *buf, size_t size)
+{
+    if (json_is_string(v))
+        return ifq_fmt(buf, size, "%s", json_string_value(v));
+    if (json_is_integer(v))
+        return ifq_fmt(buf, size, "%lld", (long long)json_integer_value(v));
+    if (json_is_boolean(v))
+        return ifq_fmt(buf, size, "%s", json_is_true(v) ? "true" : "false");
+    if (json_is_real(v))
+        return ifq_fmt(buf, size, "%g", json_real_value(v));
+    return -1;
+}
+
 int ifq_topic_name_valid(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -461,12 +475,22 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         json_t *pv;
         if (!json_is_object(cfg->kafka_props))
             verr(&v, "kafka.properties: must be a mapping of librdkafka properties");
-        else
+        else {
+            /* Check each property against librdkafka now, so a typo is a
+             * start-up error naming it rather than a surprise later. */
+            rd_kafka_conf_t *probe = rd_kafka_conf_new();
             json_object_foreach(cfg->kafka_props, k, pv)
             {
-                if (!json_is_string(pv) && !json_is_number(pv) && !json_is_boolean(pv))
+                char val[1024], why[256];
+                if (ifq_config_scalar(pv, val, sizeof(val)) < 0) {
                     verr(&v, "kafka.properties.%s: must be a scalar", k);
+                    continue;
+                }
+                if (rd_kafka_conf_set(probe, k, val, why, sizeof(why)) != RD_KAFKA_CONF_OK)
+                    verr(&v, "kafka.properties.%s: %s", k, why);
             }
+            rd_kafka_conf_destroy(probe);
+        }
     }
     const char *env = getenv("INFERQ_KAFKA_BOOTSTRAP");
     if (env && *env)

@@ -91,6 +91,10 @@ json_t *ifq_yaml_parse(const char *text, size_t len, char *errstr, size_t errstr
 /* Looks up a deployment by name; NULL when absent. */
 ifq_deployment_t *ifq_config_deployment(const ifq_config_t *cfg, const char *name);
 
+/* Writes a scalar (string, number, boolean) as text, as librdkafka and
+ * environment-style settings want it. Returns 0, or -1 for other types. */
+int ifq_config_scalar(const json_t *v, char *buf, size_t size);
+
 /* Returns 1 when s is a legal Kafka topic name ([A-Za-z0-9._-], 1..249). */
 int ifq_topic_name_valid(const char *s);
 

@@ -37,17 +37,9 @@ static rd_kafka_conf_t *base_conf(const ifq_config_t *cfg, char *errstr, size_t 
         json_t *v;
         json_object_foreach(cfg->kafka_props, k, v)
         {
-            char val[1024];
-            if (json_is_string(v))
-                snprintf(val, sizeof(val), "%s", json_string_value(v));
-            else if (json_is_integer(v))
-                snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(v));
-            else if (json_is_real(v))
-                snprintf(val, sizeof(val), "%g", json_real_value(v));
-            else
-                snprintf(val, sizeof(val), "%s", json_is_true(v) ? "true" : "false");
-            char why[512];
-            if (conf_set(conf, k, val, why, sizeof(why)) < 0) {
+            char val[1024], why[512];
+            if (ifq_config_scalar(v, val, sizeof(val)) < 0 ||
+                conf_set(conf, k, val, why, sizeof(why)) < 0) {
                 snprintf(errstr, errstr_size, "kafka.properties.%s: %s", k, why);
                 goto fail;
             }

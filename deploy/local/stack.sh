@@ -179,7 +179,7 @@ wait_ready() {
 
 # ----------------------------------------------------------------- checks ---
 kafka_bootstrap() { printf '%s:%s' "$HOST" "$KAFKA_PORT"; }
-check_kafka() { kcat -L -b "$(kafka_bootstrap)" -m 2 2>/dev/null | grep -q '^  broker [0-9]* at '; }
+check_kafka() { port_busy "$KAFKA_PORT" && kcat -L -b "$(kafka_bootstrap)" -m 2 2>/dev/null | grep -q '^  broker [0-9]* at '; }
 check_redis() { [[ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
 check_http() { curl -fsS -m 2 -o /dev/null -H "Authorization: Bearer $FAKE_API_KEY" "$1"; }
 check_fake() { check_http "http://$HOST:$FAKE_PORT/v1/models"; }

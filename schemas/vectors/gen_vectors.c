@@ -77,7 +77,7 @@ static const vector_case_t cases[] = {
 
     {"result_success", IFQ_AVRO_RESULT,
      "Successful chat completion with the inferq extension; metadata echoed back.",
-     "{\"id\": \"ifq_01HZX3Q9V7K2M4N6P8R0S2T4V6\", \"custom_id\": \"req-1\","
+     "{\"id\": \"ifq_3f9a1c0e5b7d2468ace13579\", \"custom_id\": \"req-1\","
      " \"response\": {\"status_code\": 200, \"request_id\": \"req_7f3c2a9d\", \"body\": "
      "{\"id\": \"chatcmpl-123\", \"object\": \"chat.completion\", \"created\": 1767225600,"
      " \"model\": \"llama-8b-local\", \"choices\": [{\"index\": 0, \"message\": {\"role\": "
@@ -93,7 +93,7 @@ static const vector_case_t cases[] = {
 
     {"result_embeddings", IFQ_AVRO_RESULT,
      "Successful embeddings result from a paid deployment after one failover.",
-     "{\"id\": \"ifq_01HZX3R2B8C4D6E8F0G2H4J6K8\", \"custom_id\": \"emb-1\","
+     "{\"id\": \"ifq_8c41d2e6f0a3b5c7d9e1f246\", \"custom_id\": \"emb-1\","
      " \"response\": {\"status_code\": 200, \"request_id\": \"req_91ab\", \"body\": "
      "{\"object\": \"list\", \"data\": [{\"object\": \"embedding\", \"index\": 0, "
      "\"embedding\": [0.5, -0.25, 0.125]}, {\"object\": \"embedding\", \"index\": 1, "
@@ -110,7 +110,7 @@ static const vector_case_t cases[] = {
 
     {"result_error", IFQ_AVRO_RESULT,
      "Rejected request: response is null, error carries a stable code.",
-     "{\"id\": \"ifq_01HZX3S5M7N9P1Q3R5S7T9V1W3\", \"custom_id\": \"req-2\","
+     "{\"id\": \"ifq_a7e3b9c1d5f20468b1c3d5e7\", \"custom_id\": \"req-2\","
      " \"response\": null,"
      " \"error\": {\"code\": \"model_not_found\", \"message\": \"model 'gpt-9' is not in the "
      "catalog\"},"
@@ -121,7 +121,7 @@ static const vector_case_t cases[] = {
 
     {"result_expired", IFQ_AVRO_RESULT,
      "Request whose deadline_ms passed before a deployment answered.",
-     "{\"id\": \"ifq_01HZX3T8X0Y2Z4A6B8C0D2E4F6\", \"custom_id\": \"req-all-1\","
+     "{\"id\": \"ifq_0d6b8f2a4c1e3579bdf02468\", \"custom_id\": \"req-all-1\","
      " \"response\": null,"
      " \"error\": {\"code\": \"batch_expired\", \"message\": \"deadline 1767225600000 passed "
      "before the request completed\"},"
@@ -214,8 +214,8 @@ int main(int argc, char **argv)
         snprintf(name_json, sizeof(name_json), "%s.json", c->name);
         snprintf(name_avro, sizeof(name_avro), "%s.avro", c->name);
         json_array_append_new(manifest_cases,
-                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "name", c->name,
-                                        "kind", c->kind == IFQ_AVRO_REQUEST ? "request" : "result",
+                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "name", c->name, "kind",
+                                        c->kind == IFQ_AVRO_REQUEST ? "request" : "result",
                                         "description", c->description, "json", name_json, "avro",
                                         name_avro, "avro_size", (json_int_t)avro_len));
         free(pretty);
@@ -223,20 +223,24 @@ int main(int argc, char **argv)
         json_decref(msg);
     }
 
-    json_t *manifest = json_pack(
-        "{s:s, s:s, s:{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}}, s:o}", "format",
-        "inferq wire-contract test vectors v1", "how_to_use",
+    static const char how_to_use[] =
         "For each case: decoding the .avro bytes must give a value equal to the .json message "
         "(compare parsed JSON, not text; the JSON embedded in body/prompt/inferq is compared "
         "parsed too), and encoding the .json message must give the .avro bytes. Requests decode "
         "with absent optional fields left out; results always carry response and error (null "
-        "when unset). See docs/wire-contract.md.",
-        "schemas", "request", "file", "../request.avsc", "name", "io.inferq.v1.Request",
-        "fingerprint", fp_value[IFQ_AVRO_REQUEST], "fingerprint_le_hex", fp_le[IFQ_AVRO_REQUEST],
-        "result", "file", "../result.avsc",
-        "name", "io.inferq.v1.Result", "fingerprint", fp_value[IFQ_AVRO_RESULT],
-        "fingerprint_le_hex", fp_le[IFQ_AVRO_RESULT], "cases",
-        manifest_cases);
+        "when unset). See docs/wire-contract.md.";
+    json_t *schemas = json_object();
+    json_object_set_new(schemas, "request",
+                        json_pack("{s:s, s:s, s:s, s:s}", "file", "../request.avsc", "name",
+                                  "io.inferq.v1.Request", "fingerprint", fp_value[IFQ_AVRO_REQUEST],
+                                  "fingerprint_le_hex", fp_le[IFQ_AVRO_REQUEST]));
+    json_object_set_new(schemas, "result",
+                        json_pack("{s:s, s:s, s:s, s:s}", "file", "../result.avsc", "name",
+                                  "io.inferq.v1.Result", "fingerprint", fp_value[IFQ_AVRO_RESULT],
+                                  "fingerprint_le_hex", fp_le[IFQ_AVRO_RESULT]));
+    json_t *manifest =
+        json_pack("{s:s, s:s, s:o, s:o}", "format", "inferq wire-contract test vectors v1",
+                  "how_to_use", how_to_use, "schemas", schemas, "cases", manifest_cases);
     char *text = manifest ? json_dumps(manifest, JSON_INDENT(2)) : NULL;
     if (!text || write_text(dir, "manifest", ".json", text)) {
         fprintf(stderr, "manifest: cannot write\n");

@@ -61,10 +61,10 @@
 #define FM_BODY_MAX (16u * 1024u * 1024u) /* request body limit (413 above) */
 #define FM_MAX_MODELS 64
 #define FM_MODEL_NAME_MAX 128
-#define FM_KEY_MAX 128                /* longest key=K value */
-#define FM_KEY_SLOTS 1024             /* by_key stats table (power of two) */
-#define FM_FAIL_SLOTS 8192            /* fail_first state table (power of two) */
-#define FM_LATENCY_MAX_MS 3600000L    /* one hour */
+#define FM_KEY_MAX 128             /* longest key=K value */
+#define FM_KEY_SLOTS 1024          /* by_key stats table (power of two) */
+#define FM_FAIL_SLOTS 8192         /* fail_first state table (power of two) */
+#define FM_LATENCY_MAX_MS 3600000L /* one hour */
 #define FM_FAIL_FIRST_MAX 1000000L
 #define FM_RETRY_AFTER_MAX 64
 #define FM_STATUS_SLOTS 600
@@ -280,8 +280,7 @@ static void fm_hang(struct MHD_Connection *c)
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? ci->connect_fd : -1;
     for (;;) {
-        struct pollfd p[2] = {{.fd = stop_pipe[0], .events = POLLIN},
-                              {.fd = fd, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = stop_pipe[0], .events = POLLIN}, {.fd = fd, .events = POLLIN}};
         int n = poll(p, fd >= 0 ? 2 : 1, 1000);
         if (n < 0 && errno != EINTR)
             return;
@@ -312,8 +311,8 @@ static void fm_key_count(const char *key, size_t n)
     uint64_t h = fm_hash('K', key, n);
     pthread_mutex_lock(&tab_lock);
     size_t i = (size_t)h & (FM_KEY_SLOTS - 1);
-    while (key_tab[i].h != 0 &&
-           !(key_tab[i].h == h && strlen(key_tab[i].name) == n && memcmp(key_tab[i].name, key, n) == 0))
+    while (key_tab[i].h != 0 && !(key_tab[i].h == h && strlen(key_tab[i].name) == n &&
+                                  memcmp(key_tab[i].name, key, n) == 0))
         i = (i + 1) & (FM_KEY_SLOTS - 1);
     if (key_tab[i].h != 0) {
         key_tab[i].count++;
@@ -389,18 +388,17 @@ static json_t *fm_stats_json(void)
     pthread_mutex_lock(&tab_lock);
     for (size_t i = 0; i < FM_KEY_SLOTS; i++)
         if (key_tab[i].h)
-            json_object_set_new(by_key, key_tab[i].name, json_integer((json_int_t)key_tab[i].count));
+            json_object_set_new(by_key, key_tab[i].name,
+                                json_integer((json_int_t)key_tab[i].count));
     json_int_t overflow = (json_int_t)key_overflow, fail_keys = (json_int_t)fail_used;
     pthread_mutex_unlock(&tab_lock);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
-                     "requests", (json_int_t)atomic_load(&st.requests),
-                     "in_flight", (json_int_t)atomic_load(&st.in_flight),
-                     "max_in_flight", (json_int_t)atomic_load(&st.max_in_flight),
-                     "dropped", (json_int_t)atomic_load(&st.dropped),
-                     "hung", (json_int_t)atomic_load(&st.hung),
-                     "malformed", (json_int_t)atomic_load(&st.malformed),
-                     "fail_first_keys", fail_keys, "by_key_overflow", overflow,
-                     "by_path", by_path, "by_status", by_status, "by_key", by_key);
+    return json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "requests",
+        (json_int_t)atomic_load(&st.requests), "in_flight", (json_int_t)atomic_load(&st.in_flight),
+        "max_in_flight", (json_int_t)atomic_load(&st.max_in_flight), "dropped",
+        (json_int_t)atomic_load(&st.dropped), "hung", (json_int_t)atomic_load(&st.hung),
+        "malformed", (json_int_t)atomic_load(&st.malformed), "fail_first_keys", fail_keys,
+        "by_key_overflow", overflow, "by_path", by_path, "by_status", by_status, "by_key", by_key);
 }
 
 /* ---- directives -------------------------------------------------------- */
@@ -485,15 +483,14 @@ static int fm_directives_parse(const char *text, size_t n, struct fm_directives 
             d->content = v;
             d->content_len = vl;
         } else {
-            snprintf(err, errsz, "fake: unknown directive [[fake:%.*s]]",
-                     (int)(nl > 32 ? 32 : nl), name);
+            snprintf(err, errsz, "fake: unknown directive [[fake:%.*s]]", (int)(nl > 32 ? 32 : nl),
+                     name);
             return -1;
         }
         p = close + 2;
         continue;
     bad:
-        snprintf(err, errsz, "fake: bad value for directive %.*s", (int)(nl > 32 ? 32 : nl),
-                 name);
+        snprintf(err, errsz, "fake: bad value for directive %.*s", (int)(nl > 32 ? 32 : nl), name);
         return -1;
     }
     return 0;
@@ -520,8 +517,7 @@ static void fm_count_status(struct fm_req *r, unsigned status)
 
 /* Queues body (takes ownership; freed with free()) with status. */
 static enum MHD_Result fm_send(struct fm_req *r, struct MHD_Connection *c, unsigned status,
-                               char *body, size_t len, const char *ctype,
-                               const char *retry_after)
+                               char *body, size_t len, const char *ctype, const char *retry_after)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -544,10 +540,9 @@ static enum MHD_Result fm_send(struct fm_req *r, struct MHD_Connection *c, unsig
 static enum MHD_Result fm_send_json(struct fm_req *r, struct MHD_Connection *c, unsigned status,
                                     json_t *j, size_t flags, bool malformed);
 
-static enum MHD_Result fm_send_error(struct fm_req *r, struct MHD_Connection *c,
-                                     unsigned status, const char *msg, const char *type,
-                                     const char *param, const char *code,
-                                     const char *retry_after)
+static enum MHD_Result fm_send_error(struct fm_req *r, struct MHD_Connection *c, unsigned status,
+                                     const char *msg, const char *type, const char *param,
+                                     const char *code, const char *retry_after)
 {
     json_t *j = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", type,
                           "param", param, "code", code);
@@ -564,8 +559,8 @@ static enum MHD_Result fm_send_json(struct fm_req *r, struct MHD_Connection *c, 
     char *s = j ? json_dumps(j, JSON_COMPACT | flags) : NULL;
     json_decref(j);
     if (!s)
-        return fm_send_error(r, c, 500, "fake: could not build the response", "server_error",
-                             NULL, NULL, NULL);
+        return fm_send_error(r, c, 500, "fake: could not build the response", "server_error", NULL,
+                             NULL, NULL);
     size_t n = strlen(s);
     if (malformed) {
         n = n / 2 > 0 ? n / 2 : 1; /* a real prefix of the answer, cut mid-way */
@@ -613,8 +608,8 @@ static enum MHD_Result fm_send_injected(struct fm_req *r, struct MHD_Connection 
     return fm_send_error(r, c, (unsigned)status, msg, type, NULL, code, retry_after);
 }
 
-static enum MHD_Result fm_bad_request(struct fm_req *r, struct MHD_Connection *c,
-                                      const char *msg, const char *param)
+static enum MHD_Result fm_bad_request(struct fm_req *r, struct MHD_Connection *c, const char *msg,
+                                      const char *param)
 {
     return fm_send_error(r, c, 400, msg, "invalid_request_error", param, NULL, NULL);
 }
@@ -634,12 +629,13 @@ static size_t fm_content_bytes(json_t *content)
         return json_string_length(content);
     size_t n = 0, i;
     json_t *part;
-    if (json_is_array(content))
-        json_array_foreach(content, i, part) {
-            json_t *t = json_object_get(part, "text");
-            if (json_is_string(t))
-                n += json_string_length(t);
-        }
+    /* json_array_foreach does nothing on a non-array. */
+    json_array_foreach(content, i, part)
+    {
+        json_t *t = json_object_get(part, "text");
+        if (json_is_string(t))
+            n += json_string_length(t);
+    }
     return n;
 }
 
@@ -650,12 +646,12 @@ static bool fm_content_text(json_t *content, struct fm_buf *b)
         return fm_buf_add(b, json_string_value(content), json_string_length(content));
     size_t i;
     json_t *part;
-    if (json_is_array(content))
-        json_array_foreach(content, i, part) {
-            json_t *t = json_object_get(part, "text");
-            if (json_is_string(t) && !fm_buf_add(b, json_string_value(t), json_string_length(t)))
-                return false;
-        }
+    json_array_foreach(content, i, part)
+    {
+        json_t *t = json_object_get(part, "text");
+        if (json_is_string(t) && !fm_buf_add(b, json_string_value(t), json_string_length(t)))
+            return false;
+    }
     return true;
 }
 
@@ -692,7 +688,8 @@ static enum MHD_Result fm_models(struct fm_req *r, struct MHD_Connection *c, boo
     if (r->ep == EP_MODEL_ONE) {
         if (!fm_model_known(r->model_id)) {
             char msg[FM_MODEL_NAME_MAX + 96];
-            snprintf(msg, sizeof(msg), "The model `%.*s` does not exist or you do not have access to it.",
+            snprintf(msg, sizeof(msg),
+                     "The model `%.*s` does not exist or you do not have access to it.",
                      FM_MODEL_NAME_MAX, r->model_id);
             return fm_send_error(r, c, 404, msg, "invalid_request_error", NULL, "model_not_found",
                                  NULL);
@@ -727,26 +724,26 @@ static enum MHD_Result fm_stream(struct fm_req *r, struct MHD_Connection *c, boo
     size_t step = alen / 64 > 16 ? alen / 64 : 16;
     bool ok = true;
     if (chat)
-        ok = fm_sse(&b, json_pack("{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:{s:s, s:s}, s:n, s:n}]}",
-                                  "id", id, "object", object, "created", created, "model", model,
-                                  "system_fingerprint", FM_FINGERPRINT, "choices", "index", 0,
-                                  "delta", "role", "assistant", "content", "", "logprobs",
-                                  "finish_reason"));
+        ok = fm_sse(&b,
+                    json_pack("{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:{s:s, s:s}, s:n, s:n}]}", "id",
+                              id, "object", object, "created", created, "model", model,
+                              "system_fingerprint", FM_FINGERPRINT, "choices", "index", 0, "delta",
+                              "role", "assistant", "content", "", "logprobs", "finish_reason"));
     for (size_t off = 0; ok && off < alen;) {
         size_t k = fm_utf8_cut(ans + off, alen - off, step);
         if (k == 0)
             k = alen - off < step ? alen - off : step;
         if (chat)
-            ok = fm_sse(&b, json_pack("{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:{s:s%}, s:n, s:n}]}",
-                                      "id", id, "object", object, "created", created, "model",
-                                      model, "system_fingerprint", FM_FINGERPRINT, "choices",
-                                      "index", 0, "delta", "content", ans + off, k, "logprobs",
-                                      "finish_reason"));
+            ok = fm_sse(&b,
+                        json_pack("{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:{s:s%}, s:n, s:n}]}", "id",
+                                  id, "object", object, "created", created, "model", model,
+                                  "system_fingerprint", FM_FINGERPRINT, "choices", "index", 0,
+                                  "delta", "content", ans + off, k, "logprobs", "finish_reason"));
         else
-            ok = fm_sse(&b, json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:n, s:n}]}", "id", id,
-                                      "object", object, "created", created, "model", model,
-                                      "choices", "text", ans + off, k, "index", 0, "logprobs",
-                                      "finish_reason"));
+            ok = fm_sse(&b,
+                        json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:n, s:n}]}", "id", id,
+                                  "object", object, "created", created, "model", model, "choices",
+                                  "text", ans + off, k, "index", 0, "logprobs", "finish_reason"));
         off += k;
     }
     if (ok && chat)
@@ -802,7 +799,8 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
     size_t i, prompt_bytes = 0;
     json_t *m;
     json_int_t prompt_tokens = 0;
-    json_array_foreach(msgs, i, m) {
+    json_array_foreach(msgs, i, m)
+    {
         prompt_bytes = fm_content_bytes(json_object_get(m, "content"));
         prompt_tokens += fm_tokens(prompt_bytes);
     }
@@ -810,7 +808,8 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
         prompt_tokens = 1;
     struct fm_buf ans = {.max = FM_BODY_MAX + 16};
     bool ok = d->content ? fm_buf_add(&ans, d->content, d->content_len)
-                         : fm_buf_str(&ans, "echo: ") && fm_buf_add(&ans, user->p ? user->p : "", user->len);
+                         : fm_buf_str(&ans, "echo: ") &&
+                               fm_buf_add(&ans, user->p ? user->p : "", user->len);
     if (!ok) {
         free(ans.p);
         return fm_send_error(r, c, 500, "fake: out of memory", "server_error", NULL, NULL, NULL);
@@ -822,9 +821,9 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
     char id[48];
     fm_make_id(id, sizeof(id), "chatcmpl-");
     json_int_t created = (json_int_t)time(NULL);
-    json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens,
-                              "completion_tokens", completion_tokens, "total_tokens",
-                              prompt_tokens + completion_tokens);
+    json_t *usage =
+        json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens, "completion_tokens",
+                  completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
     enum MHD_Result ret;
     if (json_is_true(json_object_get(req, "stream"))) {
         ret = fm_stream(r, c, true, id, model, created, a, ans.len,
@@ -857,7 +856,8 @@ static enum MHD_Result fm_completions(struct fm_req *r, struct MHD_Connection *c
     size_t i;
     json_t *p;
     bool ok = list && choices;
-    json_array_foreach(list, i, p) {
+    json_array_foreach(list, i, p)
+    {
         if (!ok)
             break;
         ans.len = 0;
@@ -869,19 +869,19 @@ static enum MHD_Result fm_completions(struct fm_req *r, struct MHD_Connection *c
         if (max_tokens >= 0 && ct > max_tokens)
             ct = max_tokens;
         completion_tokens += ct;
-        ok = ok && json_array_append_new(choices, json_pack("{s:s%, s:i, s:n, s:s}", "text",
-                                                            ans.p ? ans.p : "", ans.len, "index",
-                                                            (int)i, "logprobs", "finish_reason",
-                                                            "stop")) == 0;
+        ok = ok &&
+             json_array_append_new(choices, json_pack("{s:s%, s:i, s:n, s:s}", "text",
+                                                      ans.p ? ans.p : "", ans.len, "index", (int)i,
+                                                      "logprobs", "finish_reason", "stop")) == 0;
     }
     if (prompt_tokens < 1)
         prompt_tokens = 1;
     char id[48];
     fm_make_id(id, sizeof(id), "cmpl-");
     json_int_t created = (json_int_t)time(NULL);
-    json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens,
-                              "completion_tokens", completion_tokens, "total_tokens",
-                              prompt_tokens + completion_tokens);
+    json_t *usage =
+        json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens, "completion_tokens",
+                  completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
     enum MHD_Result ret;
     if (!ok) {
         json_decref(choices);
@@ -893,10 +893,10 @@ static enum MHD_Result fm_completions(struct fm_req *r, struct MHD_Connection *c
                         fm_stream_usage_wanted(req) ? usage : NULL, malformed);
         json_decref(usage);
     } else {
-        json_t *resp = json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "id", id, "object",
-                                 "text_completion", "created", created, "model", model,
-                                 "system_fingerprint", FM_FINGERPRINT, "choices", choices,
-                                 "usage", usage);
+        json_t *resp =
+            json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "id", id, "object", "text_completion",
+                      "created", created, "model", model, "system_fingerprint", FM_FINGERPRINT,
+                      "choices", choices, "usage", usage);
         ret = fm_send_json(r, c, 200, resp, 0, malformed);
     }
     json_decref(list);
@@ -969,19 +969,19 @@ static enum MHD_Result fm_embeddings(struct fm_req *r, struct MHD_Connection *c,
     json_int_t tokens = 0;
     size_t i;
     json_t *s;
-    json_array_foreach(list, i, s) {
+    json_array_foreach(list, i, s)
+    {
         tokens += fm_tokens(json_string_length(s));
-        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index",
-                                              (int)i, "embedding",
-                                              fm_embedding(json_string_value(s),
-                                                           json_string_length(s), base64)));
+        json_array_append_new(
+            data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", (int)i, "embedding",
+                            fm_embedding(json_string_value(s), json_string_length(s), base64)));
     }
     json_decref(list);
     if (tokens < 1)
         tokens = 1;
-    json_t *resp = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
-                             "model", model, "usage", "prompt_tokens", tokens, "total_tokens",
-                             tokens);
+    json_t *resp =
+        json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model", model,
+                  "usage", "prompt_tokens", tokens, "total_tokens", tokens);
     return fm_send_json(r, c, 200, resp, JSON_REAL_PRECISION(9), malformed);
 }
 
@@ -1127,7 +1127,8 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
             }
             size_t i;
             json_t *m, *last_user = NULL;
-            json_array_foreach(msgs, i, m) {
+            json_array_foreach(msgs, i, m)
+            {
                 json_t *role = json_object_get(m, "role");
                 if (!json_is_string(role)) {
                     ret = fm_bad_request(r, c, "each message must be an object with a role",
@@ -1150,8 +1151,10 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
             bool ok = json_is_string(v) || (json_is_array(v) && json_array_size(v) > 0);
             size_t i;
             json_t *s;
-            if (json_is_array(v))
-                json_array_foreach(v, i, s) ok = ok && json_is_string(s);
+            json_array_foreach(v, i, s)
+            {
+                ok = ok && json_is_string(s);
+            }
             if (!ok) {
                 char msg[96];
                 snprintf(msg, sizeof(msg), "%s must be a string or a non-empty array of strings",
@@ -1254,9 +1257,8 @@ static enum MHD_Result fm_introspect(struct fm_req *r, struct MHD_Connection *c,
 }
 
 static enum MHD_Result fm_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)cls;
     (void)version;
@@ -1352,7 +1354,8 @@ static void fm_usage(FILE *f)
           "  --fail-rate P        answer a fraction P (0..1) of API requests with 503\n"
           "  --seed S             seed of the --fail-rate sequence (default 0)\n"
           "  --max-connections N  concurrent connection limit (default 4096)\n"
-          "  --idle-timeout S     close idle keep-alive connections after S s (default 120, 0 = never)\n"
+          "  --idle-timeout S     close idle keep-alive connections after S s (default 120, 0 = "
+          "never)\n"
           "  --quiet              print nothing but errors in the arguments\n"
           "  --verbose            log every request (never headers, never the key)\n",
           f);
@@ -1397,8 +1400,23 @@ static bool fm_set_key(const char *k)
 
 static int fm_parse_args(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_PORT_FILE, O_KEY, O_KEY_ENV, O_MODELS, O_STRICT, O_LAT,
-           O_FAIL, O_SEED, O_MAXC, O_IDLE, O_QUIET, O_VERBOSE, O_HELP };
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_PORT_FILE,
+        O_KEY,
+        O_KEY_ENV,
+        O_MODELS,
+        O_STRICT,
+        O_LAT,
+        O_FAIL,
+        O_SEED,
+        O_MAXC,
+        O_IDLE,
+        O_QUIET,
+        O_VERBOSE,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -1541,8 +1559,8 @@ int main(int argc, char **argv)
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    boot_nonce = fm_mix((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^
-                 (uint64_t)getpid();
+    boot_nonce =
+        fm_mix((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^ (uint64_t)getpid();
 
     json_object_seed(0); /* seed jansson's hash once, before any thread exists */
     if (pipe(stop_pipe) != 0) {
@@ -1586,9 +1604,9 @@ int main(int argc, char **argv)
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)cfg.port, NULL, NULL, fm_handler, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, fm_completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg.idle_timeout, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, cfg.idle_timeout,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "inferq-fake-model: cannot listen on %s port %u\n", cfg.host, cfg.port);
         return 1;
@@ -1600,9 +1618,8 @@ int main(int argc, char **argv)
         MHD_stop_daemon(d);
         return 1;
     }
-    fm_log("listening on %s port %u (auth %s, %zu models, latency %ld ms, fail-rate %g)",
-           cfg.host, port, cfg.api_key ? "on" : "off", cfg.n_models, cfg.latency_ms,
-           cfg.fail_rate);
+    fm_log("listening on %s port %u (auth %s, %zu models, latency %ld ms, fail-rate %g)", cfg.host,
+           port, cfg.api_key ? "on" : "off", cfg.n_models, cfg.latency_ms, cfg.fail_rate);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)

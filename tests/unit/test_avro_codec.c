@@ -14,6 +14,7 @@
 
 #include "avro_codec.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #define VECTOR_DIR "schemas/vectors"
+#define EXAMPLE_DIR "schemas/examples"
 
 /* Fingerprints computed independently with Python fastavro 1.13.1 and avro
  * 1.12.2 from schemas/request.avsc and schemas/result.avsc, as written on the
@@ -233,8 +235,8 @@ static void test_vectors_decode_to_their_json(void **state)
     for (size_t i = 0; i < fx->nvectors; i++) {
         const vector_t *v = &fx->vectors[i];
         char errstr[512] = "";
-        json_t *got = ifq_avro_decode(fx->codec, v->kind, v->avro, v->avro_len, errstr,
-                                      sizeof(errstr));
+        json_t *got =
+            ifq_avro_decode(fx->codec, v->kind, v->avro, v->avro_len, errstr, sizeof(errstr));
         if (!got)
             fail_msg("%s: decode failed: %s", v->name, errstr);
         if (!json_equal(got, v->json)) {
@@ -253,8 +255,7 @@ static void test_vectors_encode_to_their_bytes(void **state)
         char errstr[512] = "";
         void *out = NULL;
         size_t out_len = 0;
-        if (ifq_avro_encode(fx->codec, v->kind, v->json, &out, &out_len, errstr,
-                            sizeof(errstr)))
+        if (ifq_avro_encode(fx->codec, v->kind, v->json, &out, &out_len, errstr, sizeof(errstr)))
             fail_msg("%s: encode failed: %s", v->name, errstr);
         if (out_len != v->avro_len || memcmp(out, v->avro, out_len) != 0)
             fail_msg("%s: encoded %zu bytes differ from the %zu-byte vector", v->name, out_len,
@@ -301,8 +302,9 @@ static void test_truncated_input_is_rejected_at_every_length(void **state)
             uint8_t *cut = malloc(len ? len : 1);
             assert_non_null(cut);
             memcpy(cut, v->avro, len);
-            const char *want = len == 0 ? "empty message" : len < 10 ? "truncated header"
-                                                                     : "truncated datum";
+            const char *want = len == 0   ? "empty message"
+                               : len < 10 ? "truncated header"
+                                          : "truncated datum";
             expect_decode_error(fx->codec, v->kind, cut, len, want);
             free(cut);
         }
@@ -360,8 +362,8 @@ static void test_confluent_framing_needs_the_registered_id(void **state)
 
     ifq_avro_set_confluent_id(fx->codec, IFQ_AVRO_REQUEST, 42);
     char errstr[256] = "";
-    json_t *got = ifq_avro_decode(fx->codec, IFQ_AVRO_REQUEST, buf, 5 + datum_len, errstr,
-                                  sizeof(errstr));
+    json_t *got =
+        ifq_avro_decode(fx->codec, IFQ_AVRO_REQUEST, buf, 5 + datum_len, errstr, sizeof(errstr));
     if (!got)
         fail_msg("confluent decode: %s", errstr);
     assert_true(json_equal(got, v->json));
@@ -608,8 +610,8 @@ static void test_absent_and_null_optional_fields(void **state)
     size_t out_len = 0;
     if (ifq_avro_encode(fx->codec, IFQ_AVRO_REQUEST, in, &out, &out_len, errstr, sizeof(errstr)))
         fail_msg("encode: %s", errstr);
-    json_t *got = ifq_avro_decode(fx->codec, IFQ_AVRO_REQUEST, out, out_len, errstr,
-                                  sizeof(errstr));
+    json_t *got =
+        ifq_avro_decode(fx->codec, IFQ_AVRO_REQUEST, out, out_len, errstr, sizeof(errstr));
     assert_non_null(got);
     assert_true(json_equal(got, want));
     json_decref(got);
@@ -639,14 +641,16 @@ static void test_encode_rejects_what_avro_cannot_carry(void **state)
     ifq_avro_t *c = fx->codec;
     const ifq_avro_kind_t rq = IFQ_AVRO_REQUEST, rs = IFQ_AVRO_RESULT;
     expect_encode_error(c, rq, "{\"url\":\"/v1/embeddings\",\"body\":{}}", "custom_id is required");
-    expect_encode_error(c, rq, "{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\"}", "body is required");
+    expect_encode_error(c, rq, "{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\"}",
+                        "body is required");
     expect_encode_error(c, rq, "{\"custom_id\":7,\"url\":\"u\",\"body\":{}}",
                         "custom_id must be a string");
     expect_encode_error(c, rq, "{\"custom_id\":\"a\",\"url\":\"u\",\"body\":[1]}",
                         "body must be a JSON object");
     expect_encode_error(c, rq, "{\"custom_id\":\"a\",\"url\":\"u\",\"body\":{},\"team\":\"x\"}",
                         "unknown field 'team'");
-    expect_encode_error(c, rq, "{\"custom_id\":\"a\",\"url\":\"u\",\"body\":{},\"deadline_ms\":\"1\"}",
+    expect_encode_error(c, rq,
+                        "{\"custom_id\":\"a\",\"url\":\"u\",\"body\":{},\"deadline_ms\":\"1\"}",
                         "deadline_ms must be an integer");
     expect_encode_error(c, rq,
                         "{\"custom_id\":\"a\",\"url\":\"u\",\"body\":{},\"deadline_ms\":1.5e12}",
@@ -661,9 +665,9 @@ static void test_encode_rejects_what_avro_cannot_carry(void **state)
                         "{\"id\":\"i\",\"custom_id\":\"c\",\"response\":{\"status_code\":"
                         "4294967296,\"request_id\":\"r\",\"body\":{}},\"inferq\":{}}",
                         "response.status_code must be an integer that fits 32 bits");
-    expect_encode_error(c, rs,
-                        "{\"id\":\"i\",\"custom_id\":\"c\",\"error\":{\"code\":\"x\"},\"inferq\":{}}",
-                        "error.message is required");
+    expect_encode_error(
+        c, rs, "{\"id\":\"i\",\"custom_id\":\"c\",\"error\":{\"code\":\"x\"},\"inferq\":{}}",
+        "error.message is required");
     expect_encode_error(c, rs,
                         "{\"id\":\"i\",\"custom_id\":\"c\",\"error\":{\"code\":\"x\",\"message\":"
                         "\"m\",\"type\":\"t\"},\"inferq\":{}}",
@@ -690,9 +694,9 @@ static void test_embedded_json_is_compact_and_keeps_key_order(void **state)
                             0, NULL);
     void *out = NULL;
     size_t out_len = 0;
-    assert_int_equal(ifq_avro_encode(fx->codec, IFQ_AVRO_REQUEST, in, &out, &out_len, errstr,
-                                     sizeof(errstr)),
-                     0);
+    assert_int_equal(
+        ifq_avro_encode(fx->codec, IFQ_AVRO_REQUEST, in, &out, &out_len, errstr, sizeof(errstr)),
+        0);
     const char *want = "{\"z\":1,\"a\":[1,2],\"m\":{\"y\":null}}";
     int found = 0;
     for (size_t i = 0; i + strlen(want) <= out_len && !found; i++)
@@ -700,6 +704,76 @@ static void test_embedded_json_is_compact_and_keeps_key_order(void **state)
     assert_true(found);
     json_decref(in);
     free(out);
+}
+
+/* Encodes then decodes `msg`, expecting the same JSON back. */
+static void expect_round_trip(ifq_avro_t *codec, ifq_avro_kind_t kind, const json_t *msg,
+                              const char *what)
+{
+    char errstr[512] = "";
+    void *out = NULL;
+    size_t out_len = 0;
+    if (ifq_avro_encode(codec, kind, msg, &out, &out_len, errstr, sizeof(errstr)))
+        fail_msg("%s: encode: %s", what, errstr);
+    json_t *back = ifq_avro_decode(codec, kind, out, out_len, errstr, sizeof(errstr));
+    if (!back)
+        fail_msg("%s: decode: %s", what, errstr);
+    if (!json_equal(back, msg))
+        fail_msg("%s: round trip changed the message", what);
+    json_decref(back);
+    free(out);
+}
+
+static void test_examples_fit_the_schemas(void **state)
+{
+    fixture_t *fx = *state;
+    DIR *dir = opendir(EXAMPLE_DIR);
+    assert_non_null(dir);
+    struct dirent *de;
+    int files = 0;
+    while ((de = readdir(dir)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
+            continue;
+        char path[512];
+        json_error_t jerr;
+        snprintf(path, sizeof(path), EXAMPLE_DIR "/%s", de->d_name);
+        json_t *msg = json_load_file(path, 0, &jerr);
+        if (!msg)
+            fail_msg("%s: %s", path, jerr.text);
+        ifq_avro_kind_t kind =
+            strncmp(de->d_name, "result-", 7) == 0 ? IFQ_AVRO_RESULT : IFQ_AVRO_REQUEST;
+        expect_round_trip(fx->codec, kind, msg, path);
+        json_decref(msg);
+        files++;
+    }
+    closedir(dir);
+    assert_true(files >= 6);
+
+    /* The quickstart batch: 10 chat requests, then 2 embeddings, sample-1.. */
+    FILE *f = fopen(EXAMPLE_DIR "/batch.jsonl", "r");
+    assert_non_null(f);
+    char line[8192];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+        json_error_t jerr;
+        json_t *msg = json_loads(line, 0, &jerr);
+        if (!msg)
+            fail_msg("batch.jsonl line %d: %s", lines + 1, jerr.text);
+        lines++;
+        char want_id[32];
+        snprintf(want_id, sizeof(want_id), "sample-%d", lines);
+        assert_string_equal(json_string_value(json_object_get(msg, "custom_id")), want_id);
+        const char *model =
+            json_string_value(json_object_get(json_object_get(msg, "body"), "model"));
+        const char *url = json_string_value(json_object_get(msg, "url"));
+        assert_string_equal(model, lines <= 10 ? "chat-default" : "embed-default");
+        assert_string_equal(url, lines <= 10 ? "/v1/chat/completions" : "/v1/embeddings");
+        expect_round_trip(fx->codec, IFQ_AVRO_REQUEST, msg, want_id);
+        json_decref(msg);
+    }
+    fclose(f);
+    assert_int_equal(lines, 12);
 }
 
 /* Many threads decoding and encoding on one codec give the same answers. */
@@ -776,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_absent_and_null_optional_fields),
         cmocka_unit_test(test_encode_rejects_what_avro_cannot_carry),
         cmocka_unit_test(test_embedded_json_is_compact_and_keeps_key_order),
+        cmocka_unit_test(test_examples_fit_the_schemas),
         cmocka_unit_test(test_concurrent_decode_and_encode_on_one_codec),
         cmocka_unit_test(test_destroy_accepts_null),
     };
