@@ -32,7 +32,11 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 
 SUDO=()
 if [[ $EUID -ne 0 ]]; then
-  command -v sudo >/dev/null && SUDO=(sudo) || { log "not root and no sudo: cannot install packages"; }
+  if command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  else
+    log "not root and no sudo: installing packages will fail"
+  fi
 fi
 
 # ------------------------------------------------------------ Debian packages
@@ -114,7 +118,8 @@ fi
 # ------------------------------------------------------------- Kafka jars
 if [[ $with_kafka -eq 1 ]]; then
   "$ROOT/deploy/kafka/fetch.sh"
-  log "Kafka jars: $(ls "$ROOT"/deploy/kafka/.cache/lib/kafka_2.13-*.jar | sed 's|.*/||')"
+  jars=("$ROOT"/deploy/kafka/.cache/lib/kafka_2.13-*.jar)
+  log "Kafka jars: ${jars[0]##*/} and its runtime class path in deploy/kafka/.cache/lib"
 fi
 
 log "done in $((SECONDS - start))s"

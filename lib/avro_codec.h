@@ -31,24 +31,33 @@ typedef enum { IFQ_AVRO_REQUEST = 0, IFQ_AVRO_RESULT = 1 } ifq_avro_kind_t;
 ifq_avro_t *ifq_avro_new(char *errstr, size_t errstr_size);
 void ifq_avro_destroy(ifq_avro_t *codec); /* NULL is a no-op */
 
-/* Accepts Confluent-framed messages carrying this schema id as `kind`. */
+/* Accepts Confluent-framed messages carrying this schema id as `kind`
+ * (one id per kind; a new call replaces it, -1 removes it). The writer schema
+ * behind the id must be exactly the built-in one. Atomic: safe while other
+ * threads decode. */
 void ifq_avro_set_confluent_id(ifq_avro_t *codec, ifq_avro_kind_t kind, int32_t id);
 
 /* True when buf starts like an Avro message of either framing. */
 int ifq_avro_is_framed(const void *buf, size_t len);
 
 /* Decodes a framed Avro message of `kind` into a new JSON object (caller
- * owns, json_decref) shaped exactly like the JSON encoding. On failure
- * returns NULL and writes a human-readable reason (e.g. "unknown schema
- * fingerprint 0x..", "truncated datum", "body is not valid JSON: ...") to
- * errstr. Never reads past len; safe on arbitrary bytes. */
+ * owns, json_decref) shaped exactly like the JSON encoding: JSON-text fields
+ * (body, prompt, response.body, inferq) parsed back into objects, a request's
+ * null optional fields left out, a result's response/error kept as JSON null.
+ * On failure returns NULL and writes a human-readable reason (e.g. "unknown
+ * schema fingerprint 0x..", "truncated datum (field 'body', byte 43)",
+ * "body is not valid JSON: ...") to errstr. Never reads past len and never
+ * sizes an allocation from a length prefix, so memory grows only with len;
+ * safe on arbitrary bytes. */
 json_t *ifq_avro_decode(ifq_avro_t *codec, ifq_avro_kind_t kind, const void *buf, size_t len,
                         char *errstr, size_t errstr_size);
 
-/* Encodes a JSON object of `kind` into single-object-encoded Avro bytes.
- * On success *out is a malloc'd buffer the caller frees, *out_len its size.
- * Returns 0 on success, -1 and errstr on failure (missing required field,
- * wrong type). */
+/* Encodes a JSON object of `kind` into single-object-encoded Avro bytes;
+ * JSON-text fields are written compactly in the object's key order, an
+ * absent request method as "POST". On success *out is a malloc'd buffer the
+ * caller frees, *out_len its size. Returns 0 on success, -1 and errstr on
+ * failure (missing required field, wrong type, a field the schema does not
+ * have, a NUL byte in a string); *out is then NULL. obj is not modified. */
 int ifq_avro_encode(ifq_avro_t *codec, ifq_avro_kind_t kind, const json_t *obj, void **out,
                     size_t *out_len, char *errstr, size_t errstr_size);
 

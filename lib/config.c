@@ -452,9 +452,8 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     }
     cfg->root = root;
 
-    static const char *const top[] = {"kafka", "redis", "broker", "worker", "deployments",
-                                      "aliases", "log", "teams", "guardrails", "observability",
-                                      "prompts", "cache", "limits", NULL};
+    static const char *const top[] = {"kafka",       "redis",   "broker", "worker",
+                                      "deployments", "aliases", "log",    NULL};
     check_keys(&v, root, "config", top);
 
     json_t *kafka = get_section(&v, root, "kafka");
@@ -515,6 +514,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         cfg->redis_url = env;
 
     json_t *log = get_section(&v, root, "log");
+    static const char *const lkeys[] = {"level", NULL};
+    if (log)
+        check_keys(&v, log, "log", lkeys);
     cfg->log_level = get_str(&v, log, "log", "level", "info");
     if (ifq_log_level_parse(cfg->log_level) < 0)
         verr(&v, "log.level: must be debug, info, warn or error");

@@ -54,4 +54,5 @@ echo "$want" > "$tmp/.stamp"
 rm -rf "$lib"
 mv "$tmp" "$lib"
 trap - EXIT
-echo "fetch.sh: $(ls "$lib"/*.jar | wc -l) jars in $lib ($((SECONDS - start))s)" >&2
+jars=("$lib"/*.jar)
+echo "fetch.sh: ${#jars[@]} jars in $lib ($((SECONDS - start))s)" >&2

@@ -41,6 +41,7 @@ FAKE_PORT=18080
 TIMEOUT="${INFERQ_STACK_TIMEOUT:-90}"
 FAKE_API_KEY="${INFERQ_FAKE_API_KEY:-sk-inferq-local-fake}"
 COMPONENTS=(kafka redis fake-model broker worker)
+STARTED_PID=
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -111,6 +112,7 @@ start_proc() {
   [[ -f "$lf" ]] && mv -f "$lf" "$lf.1"
   setsid "$@" </dev/null >"$lf" 2>&1 &
   pid=$!
+  STARTED_PID=$pid
   printf '%s %s\n' "$pid" "$(proc_start_time "$pid")" > "$(pidfile "$name")"
 }
 
@@ -309,7 +311,7 @@ up_kafka() {
       start_kafka_embedded
     fi
     echo "$kafka_mode" > "$RUN/kafka.mode"
-    log "started kafka ($kafka_mode, pid $(pid_of kafka))"
+    log "started kafka ($kafka_mode, pid $STARTED_PID)"
   fi
   wait_ready kafka "metadata from $(kafka_bootstrap)" check_kafka
 }
@@ -324,7 +326,7 @@ up_redis() {
     mkdir -p "$RUN/redis"
     start_proc redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
       --dir "$RUN/redis" --daemonize no --loglevel notice
-    log "started redis (pid $(pid_of redis))"
+    log "started redis (pid $STARTED_PID)"
   fi
   wait_ready redis "PING on $HOST:$REDIS_PORT" check_redis
 }
@@ -342,7 +344,7 @@ up_fake_model() {
     port_busy "$FAKE_PORT" && die "port $FAKE_PORT is in use by a process this stack did not start"
     rm -f "$RUN/fake-model.port"
     start_proc fake-model "$fake" --host "$HOST" --port "$FAKE_PORT" --port-file "$RUN/fake-model.port" --quiet
-    log "started fake-model (pid $(pid_of fake-model))"
+    log "started fake-model (pid $STARTED_PID)"
   fi
   wait_ready fake-model "GET http://$HOST:$FAKE_PORT/v1/models" check_fake
 }
@@ -358,7 +360,7 @@ up_program() { # NAME BINARY PORT CHECK
     INFERQ_KAFKA_BOOTSTRAP="$(kafka_bootstrap)" INFERQ_REDIS_URL="$(redis_url)" \
       INFERQ_FAKE_API_KEY="$FAKE_API_KEY" INFERQ_CONFIG="$config" \
       start_proc "$name" "$exe" --config "$config"
-    log "started $name (pid $(pid_of "$name"))"
+    log "started $name (pid $STARTED_PID)"
   fi
   wait_ready "$name" "GET http://$HOST:$port/readyz" "$check"
 }
