@@ -416,11 +416,15 @@ int main(int argc, char **argv)
     rd_kafka_message_t **msgs = calloc(cap, sizeof(*msgs));
     rc = 0;
     while (!stop_requested) {
-        ssize_t n = rd_kafka_consume_batch_queue(q, 200, msgs, cap);
-        if (n < 0) {
-            ifq_warn("consume_failed", "%s", rd_kafka_err2str(rd_kafka_last_error()));
+        /* Wait for the first message, then take whatever else is already
+         * fetched without waiting: low latency when idle, big batches under
+         * load (consume_batch alone would wait out its timeout to fill up). */
+        rd_kafka_message_t *first = rd_kafka_consumer_poll(b.consumer, 200);
+        if (!first)
             continue;
-        }
+        msgs[0] = first;
+        ssize_t n = cap > 1 ? rd_kafka_consume_batch_queue(q, 0, msgs + 1, cap - 1) : 0;
+        n = n < 0 ? 1 : n + 1;
         size_t good = 0;
         for (ssize_t i = 0; i < n; i++) {
             if (msgs[i]->err) {

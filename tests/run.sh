@@ -120,13 +120,14 @@ fi
 
 section "end-to-end: stack up (Kafka real, $e2e_build/ binaries)"
 stack_started=1
-INFERQ_BUILD_DIR="$e2e_build" deploy/local/stack.sh up --kafka real
+export INFERQ_BUILD_DIR="$ROOT/$e2e_build"
+deploy/local/stack.sh up --kafka real
 deploy/local/stack.sh status
 
 section "end-to-end: pytest tests/e2e"
 rc=0
 if [[ -d tests/e2e ]]; then
-  python3 -m pytest -q tests/e2e 2>&1 | tee "$OUT/pytest.txt" || rc=$?
+  INFERQ_E2E_REQUIRED=1 python3 -m pytest -q tests/e2e 2>&1 | tee "$OUT/pytest.txt" || rc=$?
   count_results pytest "$OUT/pytest.txt"
 else
   rc=5
