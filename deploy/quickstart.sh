@@ -24,7 +24,11 @@ INPUT=schemas/examples/batch.jsonl
 OUTPUT=deploy/local/.run/sample-output.jsonl
 start=$SECONDS
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+  step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n==> %s\n' "$*"; }
+fi
 
 step "1/4 Installing dependencies (deploy/install-deps.sh --no-kafka)"
 deploy/install-deps.sh --no-kafka

@@ -316,7 +316,8 @@ static int pcf_node(sbuf_t *sb, const json_t *s, const char *ns, json_t *seen, i
         return -1;
     }
     const char *own_ns = json_string_value(json_object_get(s, "namespace"));
-    full_name(fullname, sizeof(fullname), name, own_ns && *own_ns ? own_ns : ns, NULL);
+    /* An explicit "namespace": "" is the null namespace, not "inherit". */
+    full_name(fullname, sizeof(fullname), name, own_ns ? own_ns : ns, NULL);
     if (json_object_get(seen, fullname)) { /* already defined: a reference */
         sb_quoted(sb, fullname);
         return 0;

@@ -71,6 +71,17 @@ def test_bad_inputs_interleaved_with_good_ones(gw):
         del no_cid["custom_id"]
         send_dlq("missing_custom_id", json.dumps(no_cid).encode())
         send_good()
+        # robustness: Confluent framing with garbage, an Avro string length
+        # far beyond the message, JSON nested beyond any sane depth, a NUL in
+        # the custom_id
+        send_dlq("confluent_garbage", b"\x00\x00\x00\x00\x07garbage")
+        send_dlq("avro_huge_length",
+                 b"\xc3\x01" + bytes.fromhex("5aac6f8842a03294") + b"\xfe\xff\xff\xff\x0f" + b"ab")
+        send_dlq("deep_nesting", b'{"custom_id": "deep", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+        send_dlq("nul_in_custom_id", json.dumps(chat("a\u0000b", "x")).encode())
+        send_good()
+        send_err("bad-reply-to", chat("", "x", reply_to="not a topic!"), "invalid_request",
+                 ["reply_to"])
 
         r = chat("", "no url")
         del r["url"]

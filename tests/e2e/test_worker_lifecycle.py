@@ -1,0 +1,110 @@
+"""
+A worker that dies or is stopped with requests in flight loses nothing:
+
+- SIGKILL with ~200 slow requests in flight, then a new worker: every
+  request is answered (at least once; duplicates are reported, not failed).
+- SIGTERM with slow requests in flight: the worker drains them, exits 0
+  within its shutdown grace, and a new worker answers the rest.
+"""
+import time
+
+import pytest
+
+from ifq_e2e import FakeModel, Produce, ReplyCollector, chat, deployment, describe, unique, wait_until
+
+GRACE_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def fake(stack_env, workdir):
+    f = FakeModel(stack_env, workdir, "fake", group=__name__)
+    yield f
+    f.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(make_gateway, fake):
+    return make_gateway(
+        deployments={"slow-chat": deployment(fake.base_url, "fake-chat", max_inflight=50)},
+        aliases={"chat-default": ["slow-chat"]},
+        worker={"max_inflight": 50, "shutdown_grace_ms": GRACE_MS})
+
+
+def produce_slow(gw, tag, n, latency_ms):
+    ids = [f"{tag}-{i:03d}" for i in range(n)]
+    p = Produce(gw.env.bootstrap)
+    for i, cid in enumerate(ids):
+        p.send(gw.requests, chat(cid, f"[[fake:latency={latency_ms}]] slow {cid}"),
+               key=f"{tag}-{i % 16}")
+    p.flush()
+    return ids
+
+
+def check_complete(replies, ids, timeout):
+    res = replies.results(ids, timeout=timeout)
+    counts = replies.counts(ids)
+    dups = sum(c - 1 for c in counts.values())
+    by_id = replies.by_id()
+    not_ok = []
+    for cid in ids:
+        if not any(r.json["inferq"]["status"] == "succeeded" for r in by_id[cid]):
+            not_ok.append(describe(res[cid]))
+    assert not not_ok, f"{len(not_ok)} request(s) without a succeeded result, e.g. {not_ok[:3]}"
+    return dups
+
+
+def test_sigkill_with_requests_in_flight(gw, fake, record_property):
+    tag = unique("kill-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    w1 = gw.start_worker()
+    try:
+        ids = produce_slow(gw, tag, 200, 300)
+        st = wait_until(lambda: (lambda s: s if s["in_flight"] >= 40 else None)(fake.stats()),
+                        60, "40 requests in flight at the model", 0.01)
+        w1.kill()
+        replies.poll(0.5)
+        answered_before = sum(1 for c in replies.counts(ids).values() if c)
+        print(f"SIGKILL with {st['in_flight']} in flight at the model, "
+              f"{answered_before}/200 answered before")
+        assert answered_before < 200, "everything was answered before the kill: test proves nothing"
+
+        gw.start_worker()
+        dups = check_complete(replies, ids, timeout=120)
+        print(f"all 200 answered after the restart; duplicates: {dups}")
+        record_property("duplicates", dups)
+    finally:
+        replies.close()
+
+
+def test_sigterm_drains_in_flight_requests(gw, fake, record_property):
+    tag = unique("term-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    for w in gw.workers:  # start from a clean slate: no worker of the last test
+        if w.exit_code is None:
+            assert w.stop(GRACE_MS / 1000 + 15) == 0
+    w1 = gw.start_worker()
+    try:
+        ids = produce_slow(gw, tag, 100, 1500)
+        st = wait_until(lambda: (lambda s: s if s["in_flight"] >= 40 else None)(fake.stats()),
+                        60, "40 requests in flight at the model", 0.01)
+        in_flight = st["in_flight"]
+        t0 = time.monotonic()
+        w1.p.terminate()  # SIGTERM
+        rc = w1.wait_exit(GRACE_MS / 1000 + 10)
+        took = time.monotonic() - t0
+        assert rc == 0, f"worker exited {rc} after SIGTERM:\n{w1.tail()}"
+        assert took <= GRACE_MS / 1000 + 5, f"worker took {took:.1f}s to drain"
+
+        # what was in flight at SIGTERM was finished and answered, not dropped
+        replies.wait(lambda: sum(1 for c in replies.counts(ids).values() if c) >= in_flight, 15,
+                     f"the {in_flight} in-flight requests to be answered by the draining worker")
+        answered = sum(1 for c in replies.counts(ids).values() if c)
+        print(f"SIGTERM with {in_flight} in flight: exit 0 after {took:.1f}s, "
+              f"{answered}/100 answered by the draining worker")
+
+        gw.start_worker()
+        dups = check_complete(replies, ids, timeout=120)
+        print(f"all 100 answered after the restart; duplicates: {dups}")
+        record_property("duplicates", dups)
+    finally:
+        replies.close()
