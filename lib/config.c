@@ -35,11 +35,13 @@ static json_t *yaml_scalar(const yaml_event_t *ev)
     char *end = NULL;
     errno = 0;
     long long i = strtoll(v, &end, 10);
-    if (!errno && end && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '+'))
+    if (!errno && end && *end == '\0' &&
+        (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '+'))
         return json_integer(i);
     errno = 0;
     double d = strtod(v, &end);
-    if (!errno && end && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
+    if (!errno && end && *end == '\0' &&
+        (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
         return json_real(d);
     return json_stringn(v, len);
 }
@@ -328,7 +330,20 @@ static int set_topic(vctx_t *v, char *dst, const char *prefix, const char *suffi
     return 0;
 }
 
-static const char *const known_providers[] = {"openai", NULL};
+static const char *const known_providers[] = {"openai", "azure",   "anthropic",
+                                              "gemini", "bedrock", NULL};
+
+static double get_price(vctx_t *v, json_t *obj, const char *where, const char *key)
+{
+    json_t *j = json_object_get(obj, key);
+    if (!j || json_is_null(j))
+        return 0.0;
+    if (!json_is_number(j) || json_number_value(j) < 0) {
+        verr(v, "%s.%s: must be a non-negative number (USD per million tokens)", where, key);
+        return 0.0;
+    }
+    return json_number_value(j);
+}
 
 static void parse_deployments(vctx_t *v, ifq_config_t *cfg, json_t *deps)
 {
@@ -339,12 +354,27 @@ static void parse_deployments(vctx_t *v, ifq_config_t *cfg, json_t *deps)
         return;
     }
     cfg->n_deployments = json_object_size(deps);
-    cfg->deployments = calloc(cfg->n_deployments ? cfg->n_deployments : 1, sizeof(*cfg->deployments));
+    cfg->deployments =
+        calloc(cfg->n_deployments ? cfg->n_deployments : 1, sizeof(*cfg->deployments));
     size_t i = 0;
     const char *name;
     json_t *d;
-    static const char *const keys[] = {"provider", "base_url", "model", "api_key_env",
-                                       "max_inflight", "timeout_ms", NULL};
+    static const char *const keys[] = {"provider",
+                                       "base_url",
+                                       "model",
+                                       "api_key_env",
+                                       "max_inflight",
+                                       "timeout_ms",
+                                       "api_version",
+                                       "region",
+                                       "aws_access_key_env",
+                                       "aws_secret_key_env",
+                                       "aws_session_token_env",
+                                       "price_input_per_mtok",
+                                       "price_output_per_mtok",
+                                       "context_window",
+                                       "tags",
+                                       NULL};
     json_object_foreach(deps, name, d)
     {
         char where[IFQ_MAX_NAME + 32];
@@ -366,14 +396,55 @@ static void parse_deployments(vctx_t *v, ifq_config_t *cfg, json_t *deps)
         for (size_t k = 0; known_providers[k]; k++)
             known |= strcmp(known_providers[k], dep->provider) == 0;
         if (!known)
-            verr(v, "%s.provider: unknown provider '%s' (known: openai)", where, dep->provider);
+            verr(v,
+                 "%s.provider: unknown provider '%s' (known: openai, azure, anthropic, gemini, "
+                 "bedrock)",
+                 where, dep->provider);
         dep->base_url = get_str(v, d, where, "base_url", NULL);
+        dep->region = get_str(v, d, where, "region", NULL);
+        if (!dep->base_url) {
+            /* The public endpoint of each hosted provider is the default. */
+            if (strcmp(dep->provider, "openai") == 0)
+                dep->base_url = "https://api.openai.com/v1";
+            else if (strcmp(dep->provider, "anthropic") == 0)
+                dep->base_url = "https://api.anthropic.com/v1";
+            else if (strcmp(dep->provider, "gemini") == 0)
+                dep->base_url = "https://generativelanguage.googleapis.com/v1beta";
+            else if (strcmp(dep->provider, "bedrock") == 0 && dep->region) {
+                snprintf(dep->default_url, sizeof(dep->default_url),
+                         "https://bedrock-runtime.%s.amazonaws.com", dep->region);
+                dep->base_url = dep->default_url;
+            }
+        }
+        if (strcmp(dep->provider, "bedrock") == 0 && !dep->region)
+            verr(v, "%s.region: required for provider bedrock (e.g. us-east-1)", where);
         if (!dep->base_url || strncmp(dep->base_url, "http", 4) != 0)
             verr(v, "%s.base_url: required, an http:// or https:// URL", where);
         dep->model = get_str(v, d, where, "model", name);
         dep->api_key_env = get_str(v, d, where, "api_key_env", NULL);
         dep->max_inflight = get_int(v, d, where, "max_inflight", 256, 1, 100000);
         dep->timeout_ms = get_int(v, d, where, "timeout_ms", 60000, 1, 3600000);
+        dep->api_version = get_str(v, d, where, "api_version", NULL);
+        dep->aws_access_key_env = get_str(v, d, where, "aws_access_key_env", NULL);
+        dep->aws_secret_key_env = get_str(v, d, where, "aws_secret_key_env", NULL);
+        dep->aws_session_token_env = get_str(v, d, where, "aws_session_token_env", NULL);
+        dep->price_input_per_mtok = get_price(v, d, where, "price_input_per_mtok");
+        dep->price_output_per_mtok = get_price(v, d, where, "price_output_per_mtok");
+        dep->context_window = get_int(v, d, where, "context_window", 0, 0, 100000000);
+        dep->tags = json_object_get(d, "tags");
+        if (dep->tags && !json_is_object(dep->tags))
+            verr(v, "%s.tags: must be a mapping of name to string", where);
+        if (dep->tags) {
+            const char *tk;
+            json_t *tv;
+            json_object_foreach(dep->tags, tk, tv)
+            {
+                if (!json_is_string(tv))
+                    verr(v, "%s.tags.%s: must be a string", where, tk);
+            }
+        }
+        if (strcmp(dep->provider, "azure") == 0 && !dep->api_version)
+            verr(v, "%s.api_version: required for provider azure (e.g. 2024-10-21)", where);
         char suffix[IFQ_MAX_NAME + 16];
         snprintf(suffix, sizeof(suffix), "model.%s", name);
         set_topic(v, dep->topic, cfg->prefix, suffix);
@@ -426,7 +497,8 @@ static void parse_aliases(vctx_t *v, ifq_config_t *cfg, json_t *aliases)
             const char *dn = json_string_value(json_array_get(a, k));
             al->chain[k] = ifq_config_deployment(cfg, dn);
             if (!al->chain[k]) {
-                verr(v, "aliases.%s[%zu]: unknown deployment '%s'", name, k, dn ? dn : "(not a string)");
+                verr(v, "aliases.%s[%zu]: unknown deployment '%s'", name, k,
+                     dn ? dn : "(not a string)");
                 return;
             }
         }
@@ -457,8 +529,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     check_keys(&v, root, "config", top);
 
     json_t *kafka = get_section(&v, root, "kafka");
-    static const char *const kkeys[] = {"bootstrap_servers", "topic_prefix", "partitions",
-                                        "replication_factor", "create_topics", "properties", NULL};
+    static const char *const kkeys[] = {
+        "bootstrap_servers", "topic_prefix", "partitions", "replication_factor",
+        "create_topics",     "properties",   NULL};
     if (kafka)
         check_keys(&v, kafka, "kafka", kkeys);
     cfg->bootstrap = get_str(&v, kafka, "kafka", "bootstrap_servers", "127.0.0.1:9092");
@@ -522,8 +595,8 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         verr(&v, "log.level: must be debug, info, warn or error");
 
     json_t *broker = get_section(&v, root, "broker");
-    static const char *const bkeys[] = {"admin_port", "group_id", "max_message_bytes",
-                                        "batch_size", NULL};
+    static const char *const bkeys[] = {"admin_port", "group_id", "max_message_bytes", "batch_size",
+                                        NULL};
     if (broker)
         check_keys(&v, broker, "broker", bkeys);
     cfg->broker_admin_port = get_int(&v, broker, "broker", "admin_port", 0, 0, 65535);
@@ -533,9 +606,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     cfg->broker_batch_size = get_int(&v, broker, "broker", "batch_size", 500, 1, 100000);
 
     json_t *worker = get_section(&v, root, "worker");
-    static const char *const wkeys[] = {"admin_port",      "group_id_prefix", "deployments",
-                                        "max_inflight",    "max_attempts",    "backoff_base_ms",
-                                        "backoff_max_ms",  "shutdown_grace_ms", NULL};
+    static const char *const wkeys[] = {"admin_port",     "group_id_prefix",   "deployments",
+                                        "max_inflight",   "max_attempts",      "backoff_base_ms",
+                                        "backoff_max_ms", "shutdown_grace_ms", NULL};
     if (worker)
         check_keys(&v, worker, "worker", wkeys);
     cfg->worker_admin_port = get_int(&v, worker, "worker", "admin_port", 0, 0, 65535);
@@ -584,7 +657,9 @@ ifq_config_t *ifq_config_load(const char *path, char *errstr, size_t errstr_size
     fclose(f);
     if (!buf || bad || n > MAX_CONFIG_BYTES) {
         snprintf(errstr, errstr_size, "%s: %s", path,
-                 !buf ? "out of memory" : bad ? "read error" : "file larger than 4 MiB");
+                 !buf  ? "out of memory"
+                 : bad ? "read error"
+                       : "file larger than 4 MiB");
         free(buf);
         return NULL;
     }

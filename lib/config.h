@@ -22,6 +22,16 @@ typedef struct ifq_deployment {
     const char *api_key_env; /* environment variable holding the key, or NULL */
     int max_inflight;        /* per-process cap on concurrent calls */
     int timeout_ms;          /* per-attempt HTTP timeout */
+    const char *api_version; /* azure: api-version query parameter */
+    const char *region;      /* bedrock: AWS region */
+    const char *aws_access_key_env;    /* bedrock: env var of the access key id */
+    const char *aws_secret_key_env;    /* bedrock: env var of the secret key */
+    const char *aws_session_token_env; /* bedrock: env var of a session token, or NULL */
+    double price_input_per_mtok;  /* USD per million input tokens */
+    double price_output_per_mtok; /* USD per million output tokens */
+    int context_window;           /* tokens; 0 = unknown */
+    json_t *tags;                 /* object of string tags (e.g. tier: small), borrowed */
+    char default_url[256];        /* storage for a base_url derived from the provider */
     char topic[IFQ_MAX_TOPIC + 1];
 } ifq_deployment_t;
 

@@ -24,6 +24,11 @@ typedef struct {
     /* "Name: value" lines; values may hold secrets, so they are never logged. */
     char headers[IFQ_HTTP_MAX_HEADERS][512];
     int n_headers;
+    /* AWS SigV4 signing by libcurl (CURLOPT_AWS_SIGV4), e.g.
+     * "aws:amz:us-east-1:bedrock"; empty for none. userpwd is then
+     * "ACCESS_KEY:SECRET_KEY" (a secret: wiped after use, never logged). */
+    char aws_sigv4[128];
+    char userpwd[512];
 } ifq_http_req_t;
 
 typedef struct {

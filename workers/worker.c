@@ -470,6 +470,12 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "inferq-worker/0.1");
+    if (hr.aws_sigv4[0]) {
+        /* libcurl copies both strings; ours are wiped below. */
+        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, hr.aws_sigv4);
+        curl_easy_setopt(e, CURLOPT_USERPWD, hr.userpwd);
+    }
+    explicit_bzero(hr.userpwd, sizeof(hr.userpwd));
     j->phase = JOB_HTTP;
     j->attempt_start_us = ifq_mono_us();
     atomic_fetch_add(&w->n_http, 1);

@@ -53,15 +53,24 @@ def check_complete(replies, ids, timeout):
     return dups
 
 
+def stop_workers(gw):
+    for w in gw.workers:
+        if w.exit_code is None:
+            assert w.stop(GRACE_MS / 1000 + 15) == 0, w.tail()
+
+
 def test_sigkill_with_requests_in_flight(gw, fake, record_property):
     tag = unique("kill-")
     replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    fake.reset()
     w1 = gw.start_worker()
     try:
         ids = produce_slow(gw, tag, 200, 300)
         st = wait_until(lambda: (lambda s: s if s["in_flight"] >= 40 else None)(fake.stats()),
                         60, "40 requests in flight at the model", 0.01)
         w1.kill()
+        # max_inflight (50) was respected up to the kill
+        assert fake.stats()["max_in_flight"] <= 50, fake.stats()
         replies.poll(0.5)
         answered_before = sum(1 for c in replies.counts(ids).values() if c)
         print(f"SIGKILL with {st['in_flight']} in flight at the model, "
@@ -79,9 +88,7 @@ def test_sigkill_with_requests_in_flight(gw, fake, record_property):
 def test_sigterm_drains_in_flight_requests(gw, fake, record_property):
     tag = unique("term-")
     replies = ReplyCollector(gw.env.bootstrap, gw.replies)
-    for w in gw.workers:  # start from a clean slate: no worker of the last test
-        if w.exit_code is None:
-            assert w.stop(GRACE_MS / 1000 + 15) == 0
+    stop_workers(gw)  # start from a clean slate: no worker of the last test
     w1 = gw.start_worker()
     try:
         ids = produce_slow(gw, tag, 100, 1500)
@@ -106,5 +113,33 @@ def test_sigterm_drains_in_flight_requests(gw, fake, record_property):
         dups = check_complete(replies, ids, timeout=120)
         print(f"all 100 answered after the restart; duplicates: {dups}")
         record_property("duplicates", dups)
+    finally:
+        replies.close()
+
+
+def test_sigterm_does_not_turn_retryable_errors_into_failures(gw, fake):
+    """A request whose attempt fails with a retryable error (503) while the
+    worker drains must still get its retries (max_attempts 3): by the
+    draining worker, or by the next one after a hand-back. A restart of a
+    worker must not turn a transient upstream error into a final failure."""
+    tag = unique("termretry-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    stop_workers(gw)
+    w1 = gw.start_worker()
+    try:
+        ids = [f"{tag}-{i}" for i in range(10)]
+        p = Produce(gw.env.bootstrap)
+        for cid in ids:
+            p.send(gw.requests, chat(cid, f"[[fake:latency=1500]][[fake:fail_first=1]]"
+                                          f"[[fake:key={cid}]] transient"), key=cid)
+        p.flush()
+        wait_until(lambda: fake.stats()["in_flight"] >= 10, 60, "10 requests in flight", 0.01)
+        w1.p.terminate()  # SIGTERM while the first attempts are in flight
+        assert w1.wait_exit(GRACE_MS / 1000 + 10) == 0, w1.tail()
+        gw.start_worker()
+        res = replies.results(ids, timeout=60)
+        failed = [describe(r) for r in res.values() if r["inferq"]["status"] != "succeeded"]
+        assert not failed, (f"{len(failed)}/10 requests failed after a single attempt because "
+                            f"the worker was draining, e.g. {failed[0]}")
     finally:
         replies.close()
