@@ -608,7 +608,8 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     json_t *worker = get_section(&v, root, "worker");
     static const char *const wkeys[] = {"admin_port",     "group_id_prefix",   "deployments",
                                         "max_inflight",   "max_attempts",      "backoff_base_ms",
-                                        "backoff_max_ms", "shutdown_grace_ms", NULL};
+                                        "backoff_max_ms", "shutdown_grace_ms", "circuit_failure_threshold",
+                                        "circuit_open_ms", NULL};
     if (worker)
         check_keys(&v, worker, "worker", wkeys);
     cfg->worker_admin_port = get_int(&v, worker, "worker", "admin_port", 0, 0, 65535);
@@ -621,6 +622,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     cfg->backoff_base_ms = get_int(&v, worker, "worker", "backoff_base_ms", 200, 0, 600000);
     cfg->backoff_max_ms = get_int(&v, worker, "worker", "backoff_max_ms", 10000, 0, 3600000);
     cfg->shutdown_grace_ms = get_int(&v, worker, "worker", "shutdown_grace_ms", 10000, 0, 3600000);
+    cfg->circuit_failure_threshold =
+        get_int(&v, worker, "worker", "circuit_failure_threshold", 5, 1, 1000000);
+    cfg->circuit_open_ms = get_int(&v, worker, "worker", "circuit_open_ms", 30000, 1, 3600000);
 
     if (!v.failed)
         parse_deployments(&v, cfg, json_object_get(root, "deployments"));

@@ -78,6 +78,8 @@ typedef struct ifq_config {
     int backoff_base_ms;
     int backoff_max_ms;
     int shutdown_grace_ms;
+    int circuit_failure_threshold;
+    int circuit_open_ms;
 
     ifq_deployment_t *deployments;
     size_t n_deployments;

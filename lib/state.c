@@ -28,6 +28,7 @@ static const char state_script[] =
 
 typedef struct {
     int argc;
+    int is_script; /* argv[1] is the script sha, refreshed on reconnect */
     char *argv[STATE_MAX_ARGS];
 } state_cmd_t;
 
@@ -206,23 +207,32 @@ static char *key_for(const ifq_state_t *st, const char *custom_id)
     return k;
 }
 
-void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
-                     const char *const *kv, size_t nkv)
+static state_cmd_t *queue_slot(ifq_state_t *st)
 {
     if (st->nqueue >= STATE_MAX_QUEUE) {
         ifq_warn("state_queue_full", "dropping a state update; Redis is unreachable for long");
-        return;
+        return NULL;
     }
     if (st->nqueue == st->capqueue) {
         size_t cap = st->capqueue ? st->capqueue * 2 : 64;
         state_cmd_t *q = realloc(st->queue, cap * sizeof(*q));
         if (!q)
-            return;
+            return NULL;
         st->queue = q;
         st->capqueue = cap;
     }
     state_cmd_t *c = &st->queue[st->nqueue++];
     memset(c, 0, sizeof(*c));
+    return c;
+}
+
+void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
+                     const char *const *kv, size_t nkv)
+{
+    state_cmd_t *c = queue_slot(st);
+    if (!c)
+        return;
+    c->is_script = 1;
     char rank[16], ttl[16], ts_field[32], now[24];
     snprintf(rank, sizeof(rank), "%d", ifq_state_rank(state));
     snprintf(ttl, sizeof(ttl), "%d", st->ttl_s);
@@ -237,6 +247,22 @@ void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, con
     }
 }
 
+void ifq_state_queue_cmd(ifq_state_t *st, int argc, const char *const *argv)
+{
+    if (argc <= 0 || argc > STATE_MAX_ARGS)
+        return;
+    state_cmd_t *c = queue_slot(st);
+    if (!c)
+        return;
+    for (int i = 0; i < argc; i++)
+        c->argv[c->argc++] = strdup(argv[i]);
+}
+
+const char *ifq_state_prefix(const ifq_state_t *st)
+{
+    return st->prefix;
+}
+
 size_t ifq_state_pending(const ifq_state_t *st)
 {
     return st->nqueue;
@@ -247,8 +273,10 @@ static int flush_once(ifq_state_t *st, int *noscript)
     *noscript = 0;
     for (size_t i = 0; i < st->nqueue; i++) {
         state_cmd_t *c = &st->queue[i];
-        free(c->argv[1]);
-        c->argv[1] = strdup(st->sha);
+        if (c->is_script) {
+            free(c->argv[1]);
+            c->argv[1] = strdup(st->sha);
+        }
         redisAppendCommandArgv(st->rc, c->argc, (const char **)c->argv, NULL);
     }
     int ok = 1;

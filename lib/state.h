@@ -28,6 +28,13 @@ void ifq_state_destroy(ifq_state_t *st); /* NULL is a no-op */
  * nkv strings: field, value, field, value ... (copied). */
 void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
                      const char *const *kv, size_t nkv);
+/* Queues any Redis command (copied), sent with the next flush; its reply is
+ * only checked for errors, which are logged. For counters and published
+ * state that ride along with the batch's round trip. */
+void ifq_state_queue_cmd(ifq_state_t *st, int argc, const char *const *argv);
+/* The key prefix (topic prefix) given at connect. */
+const char *ifq_state_prefix(const ifq_state_t *st);
+
 /* Number of queued updates. */
 size_t ifq_state_pending(const ifq_state_t *st);
 /* Sends the queued updates in one round trip. On a connection failure it

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -31,6 +32,7 @@
 #include "offsets.h"
 #include "provider.h"
 #include "state.h"
+#include "timers.h"
 
 #define MAX_RESPONSE_BYTES (32u * 1024 * 1024)
 #define MAX_PARTS 1024
@@ -66,7 +68,7 @@ typedef struct job {
     int attempt; /* attempts made on this deployment */
     int64_t deadline_ms;
     int64_t picked_ms; /* wall clock when the worker took it */
-    int64_t next_at_ms; /* monotonic, for JOB_WAIT_RETRY */
+    ifq_timer_t timer;  /* armed in JOB_WAIT_RETRY */
     char traceparent[64];
 
     CURL *easy;
@@ -80,6 +82,7 @@ typedef struct job {
     int64_t attempt_start_us;
     int64_t model_ms; /* summed over attempts */
 
+    int is_probe;  /* the half-open circuit's trial request */
     char *out;    /* the produced value (result or failover routed message) */
     size_t out_len;
     char out_topic[IFQ_MAX_TOPIC + 1];
@@ -87,9 +90,25 @@ typedef struct job {
     int to_default;          /* result re-sent to the default reply topic */
 } job_t;
 
+/* A circuit breaker per deployment: closed -> open after `threshold`
+ * consecutive failures of the kind a healthy deployment does not produce
+ * (connection errors, timeouts, 5xx); open -> half-open after open_ms, when
+ * one probe request may pass; the probe's outcome closes or re-opens it. */
+typedef enum { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN } circuit_state_t;
+static const char *const circuit_names[] = {"closed", "open", "half_open"};
+
+typedef struct {
+    circuit_state_t state;
+    int failures;        /* consecutive */
+    int64_t open_until;  /* monotonic ms */
+    int probe_inflight;
+    int64_t opened_total;
+} circuit_t;
+
 typedef struct consumer {
     struct worker *w;
     ifq_deployment_t *dep;
+    circuit_t circuit;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     char group[IFQ_MAX_NAME * 2];
@@ -110,6 +129,7 @@ typedef struct worker {
     CURLM *multi;
     int wake[2];
     job_t *jobs; /* all live jobs */
+    ifq_timers_t timers;
     int njobs;
     int draining;
     int fatal;
@@ -233,6 +253,7 @@ static void job_free(worker_t *w, job_t *j)
     if (j->next)
         j->next->prev = j->prev;
     w->njobs--;
+    ifq_timers_cancel(&w->timers, &j->timer);
     if (j->easy) {
         curl_multi_remove_handle(w->multi, j->easy);
         curl_easy_cleanup(j->easy);
@@ -273,6 +294,8 @@ static json_t *attempt_record(job_t *j, long status, const char *err_type, const
 }
 
 static void produce_out(worker_t *w, job_t *j);
+static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy);
+static void wait_retry(worker_t *w, job_t *j, int64_t delay_ms);
 
 static json_t *result_base(job_t *j)
 {
@@ -317,6 +340,33 @@ static void finish_error(worker_t *w, job_t *j, const char *status, const char *
     finish_result(w, j, res, strcmp(status, "expired") == 0 ? "expired" : "failed");
 }
 
+/* Adds one answered request to the per-day, per-deployment counters in
+ * Redis ("<prefix>:usage:<YYYY-MM-DD>:deployment:<name>"), which budgets and
+ * `inferq usage` read. Sent with the loop's next Redis round trip. */
+static void usage_count(worker_t *w, const char *deployment, json_int_t in_tok, json_int_t out_tok,
+                        double cost)
+{
+    char key[IFQ_MAX_TOPIC + 96], day[16], in_s[24], out_s[24], cost_s[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", w->cfg->prefix, day, deployment);
+    snprintf(in_s, sizeof(in_s), "%lld", (long long)in_tok);
+    snprintf(out_s, sizeof(out_s), "%lld", (long long)out_tok);
+    snprintf(cost_s, sizeof(cost_s), "%.9f", cost);
+    const char *c1[] = {"HINCRBY", key, "requests", "1"};
+    const char *c2[] = {"HINCRBY", key, "input_tokens", in_s};
+    const char *c3[] = {"HINCRBY", key, "output_tokens", out_s};
+    const char *c4[] = {"HINCRBYFLOAT", key, "cost_usd", cost_s};
+    const char *c5[] = {"EXPIRE", key, "3456000"}; /* 40 days */
+    ifq_state_queue_cmd(w->state, 4, c1);
+    ifq_state_queue_cmd(w->state, 4, c2);
+    ifq_state_queue_cmd(w->state, 4, c3);
+    ifq_state_queue_cmd(w->state, 4, c4);
+    ifq_state_queue_cmd(w->state, 3, c5);
+}
+
 static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
 {
     json_t *res = result_base(j);
@@ -324,7 +374,13 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
     json_object_set_new(ext, "deployment", json_string(j->dep->name));
     json_t *usage = json_object_get(body, "usage");
     json_object_set_new(ext, "usage", json_is_object(usage) ? json_deep_copy(usage) : json_object());
-    json_object_set_new(ext, "cost_usd", json_real(0.0));
+    json_int_t in_tok = json_integer_value(json_object_get(usage, "prompt_tokens"));
+    json_int_t out_tok = json_integer_value(json_object_get(usage, "completion_tokens"));
+    double cost = ((double)in_tok * j->dep->price_input_per_mtok +
+                   (double)out_tok * j->dep->price_output_per_mtok) /
+                  1e6;
+    json_object_set_new(ext, "cost_usd", json_real(cost));
+    usage_count(w, j->dep->name, in_tok, out_tok, cost);
     json_object_set_new(ext, "cache_hit", json_false());
     const char *rid = j->request_id[0] ? j->request_id
                                         : json_string_value(json_object_get(body, "id"));
@@ -510,6 +566,8 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     json_array_append_new(json_object_get(j->ext, "attempts"),
                           attempt_record(j, status, body ? NULL : uerr.type,
                                          body ? NULL : uerr.message, latency));
+    circuit_record(w, j, body != NULL,
+                   status == 0 || status >= 500 || strcmp(uerr.type, "malformed_response") == 0);
     if (body) {
         slot_release(j);
         finish_success(w, j, status, body);
@@ -537,8 +595,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         if (!j->deadline_ms || now + delay < j->deadline_ms) {
             /* The slot stays taken while waiting: the deployment is busy
              * with this request. */
-            j->phase = JOB_WAIT_RETRY;
-            j->next_at_ms = ifq_mono_ms() + delay;
+            wait_retry(w, j, delay);
             atomic_fetch_add(&w->n_retries, 1);
             return;
         }
@@ -550,6 +607,120 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     snprintf(msg, sizeof(msg), "all %d attempt(s) failed; last: %s",
              (int)json_array_size(json_object_get(j->ext, "attempts")), uerr.message);
     finish_error(w, j, "failed", "upstream_error", msg);
+}
+
+/* ---- circuit breaker ------------------------------------------------------ */
+
+static void circuit_publish(worker_t *w, consumer_t *c)
+{
+    char key[IFQ_MAX_TOPIC + 64], failures[16], now[24], total[24];
+    snprintf(key, sizeof(key), "%s:circuit:%s", w->cfg->prefix, c->dep->name);
+    snprintf(failures, sizeof(failures), "%d", c->circuit.failures);
+    snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
+    snprintf(total, sizeof(total), "%lld", (long long)c->circuit.opened_total);
+    const char *hset[] = {"HSET",     key,      "state",        circuit_names[c->circuit.state],
+                          "failures", failures, "updated_ms",   now,
+                          "opened_total", total};
+    ifq_state_queue_cmd(w->state, (int)IFQ_ARRAY_LEN(hset), hset);
+    const char *exp[] = {"EXPIRE", key, "86400"};
+    ifq_state_queue_cmd(w->state, 3, exp);
+    ifq_log_fields(IFQ_LOG_WARN, "circuit_changed",
+                   json_pack("{ss ss si}", "deployment", c->dep->name, "state",
+                             circuit_names[c->circuit.state], "failures", c->circuit.failures),
+                   "circuit of %s is %s", c->dep->name, circuit_names[c->circuit.state]);
+}
+
+/* Returns 1 when a call to the job's deployment may start now; else 0 and
+ * *wait_ms says when to ask again. */
+static int circuit_allow(worker_t *w, job_t *j, int64_t *wait_ms)
+{
+    circuit_t *cb = &j->cons->circuit;
+    int64_t now = ifq_mono_ms();
+    if (cb->state == CIRCUIT_OPEN) {
+        if (now < cb->open_until) {
+            *wait_ms = cb->open_until - now;
+            return 0;
+        }
+        cb->state = CIRCUIT_HALF_OPEN;
+        cb->probe_inflight = 0;
+        circuit_publish(w, j->cons);
+    }
+    if (cb->state == CIRCUIT_HALF_OPEN) {
+        if (cb->probe_inflight) {
+            *wait_ms = 100;
+            return 0;
+        }
+        cb->probe_inflight = 1;
+        j->is_probe = 1;
+    }
+    return 1;
+}
+
+/* Records an attempt's outcome. unhealthy: a failure that a working
+ * deployment does not produce (connection, timeout, 5xx). */
+static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
+{
+    circuit_t *cb = &j->cons->circuit;
+    if (j->is_probe) {
+        cb->probe_inflight = 0;
+        j->is_probe = 0;
+    }
+    if (success || !unhealthy) {
+        cb->failures = 0;
+        if (cb->state != CIRCUIT_CLOSED && success) {
+            cb->state = CIRCUIT_CLOSED;
+            circuit_publish(w, j->cons);
+        }
+        return;
+    }
+    cb->failures++;
+    if (cb->state == CIRCUIT_HALF_OPEN ||
+        (cb->state == CIRCUIT_CLOSED && cb->failures >= w->cfg->circuit_failure_threshold)) {
+        cb->state = CIRCUIT_OPEN;
+        cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
+        cb->opened_total++;
+        circuit_publish(w, j->cons);
+    }
+}
+
+static void wait_retry(worker_t *w, job_t *j, int64_t delay_ms)
+{
+    j->phase = JOB_WAIT_RETRY;
+    j->timer.data = j;
+    if (ifq_timers_arm(&w->timers, &j->timer, ifq_mono_ms() + delay_ms) < 0)
+        w->fatal = 1;
+}
+
+/* Starts the job's next attempt unless its deadline passed or its
+ * deployment's circuit is open. With the circuit open the request moves on
+ * to the next deployment of its chain, or, at the end of the chain, waits
+ * for the circuit to half-open (bounded by its deadline): an asynchronous
+ * client is better served late than failed fast. */
+static void dispatch(worker_t *w, job_t *j)
+{
+    int64_t now = ifq_now_ms();
+    if (j->deadline_ms && now >= j->deadline_ms) {
+        slot_release(j);
+        finish_error(w, j, "expired", "batch_expired",
+                     "the request's deadline passed before its next attempt");
+        return;
+    }
+    int64_t wait = 0;
+    if (!circuit_allow(w, j, &wait)) {
+        json_t *chain = json_object_get(j->ext, "chain");
+        json_int_t hop = json_integer_value(json_object_get(j->ext, "hop"));
+        if ((size_t)hop + 1 < json_array_size(chain)) {
+            json_array_append_new(json_object_get(j->ext, "attempts"),
+                                  attempt_record(j, 0, "circuit_open",
+                                                 "circuit breaker open; not called", 0));
+            slot_release(j);
+            if (failover(w, j) == 0)
+                return;
+        }
+        wait_retry(w, j, wait);
+        return;
+    }
+    start_attempt(w, j);
 }
 
 /* ---- Kafka output --------------------------------------------------------- */
@@ -746,13 +917,7 @@ static void intake(worker_t *w, consumer_t *c)
         ifq_state_queue(w->state, j->custom_id, j->id, "running", kv, 2);
         c->inflight++;
         atomic_fetch_add(&w->inflight_gauge, 1);
-        if (j->deadline_ms && j->deadline_ms <= ifq_now_ms()) {
-            slot_release(j);
-            finish_error(w, j, "expired", "batch_expired",
-                         "the request's deadline passed before a worker took it");
-            continue;
-        }
-        start_attempt(w, j);
+        dispatch(w, j);
     }
 }
 
@@ -795,16 +960,12 @@ static size_t worker_metrics(void *opaque, char *buf, size_t size)
 static void run_timers(worker_t *w, int64_t *next_ms)
 {
     int64_t now = ifq_mono_ms();
-    for (job_t *j = w->jobs, *nx; j; j = nx) {
-        nx = j->next;
-        if (j->phase != JOB_WAIT_RETRY)
-            continue;
-        if (j->next_at_ms <= now) {
-            start_attempt(w, j);
-        } else if (j->next_at_ms - now < *next_ms) {
-            *next_ms = j->next_at_ms - now;
-        }
-    }
+    ifq_timer_t *t;
+    while ((t = ifq_timers_pop_due(&w->timers, now)))
+        dispatch(w, t->data);
+    int64_t in = ifq_timers_next_in(&w->timers, now);
+    if (in >= 0 && in < *next_ms)
+        *next_ms = in;
 }
 
 static void reap_http(worker_t *w)
@@ -980,6 +1141,7 @@ int main(int argc, char **argv)
         c->q = rd_kafka_queue_get_consumer(c->rk);
         rd_kafka_queue_io_event_enable(c->q, w.wake[1], "1", 1);
     }
+    ifq_timers_init(&w.timers);
     w.multi = curl_multi_init();
     curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cfg->worker_max_inflight);
     curl_multi_setopt(w.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
@@ -1027,7 +1189,7 @@ int main(int argc, char **argv)
                         else {
                             c->inflight++;
                             atomic_fetch_add(&w.inflight_gauge, 1);
-                            start_attempt(&w, j);
+                            dispatch(&w, j);
                         }
                     }
                     rd_kafka_message_destroy(m);
@@ -1091,6 +1253,7 @@ out:
     }
     if (w.multi)
         curl_multi_cleanup(w.multi);
+    ifq_timers_free(&w.timers);
     if (w.producer)
         rd_kafka_destroy(w.producer);
     ifq_state_destroy(w.state);
