@@ -335,7 +335,7 @@ static const char *const known_providers[] = {"openai", "azure",   "anthropic",
 
 static double get_price(vctx_t *v, json_t *obj, const char *where, const char *key)
 {
-    json_t *j = json_object_get(obj, key);
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
     if (!j || json_is_null(j))
         return 0.0;
     if (!json_is_number(j) || json_number_value(j) < 0) {
@@ -459,12 +459,102 @@ ifq_deployment_t *ifq_config_deployment(const ifq_config_t *cfg, const char *nam
     return NULL;
 }
 
+/* Resolves a list of deployment names into out[] (allocated). */
+static size_t resolve_list(vctx_t *v, ifq_config_t *cfg, json_t *list, const char *where,
+                           ifq_deployment_t ***out)
+{
+    if (json_is_string(list)) {
+        *out = calloc(1, sizeof(**out));
+        (*out)[0] = ifq_config_deployment(cfg, json_string_value(list));
+        if (!(*out)[0])
+            verr(v, "%s: unknown deployment '%s'", where, json_string_value(list));
+        return 1;
+    }
+    if (!json_is_array(list) || json_array_size(list) == 0) {
+        verr(v, "%s: must be a non-empty list of deployment names", where);
+        *out = NULL;
+        return 0;
+    }
+    size_t n = json_array_size(list);
+    *out = calloc(n, sizeof(**out));
+    for (size_t k = 0; k < n; k++) {
+        const char *dn = json_string_value(json_array_get(list, k));
+        (*out)[k] = ifq_config_deployment(cfg, dn);
+        if (!(*out)[k]) {
+            verr(v, "%s[%zu]: unknown deployment '%s'", where, k, dn ? dn : "(not a string)");
+            return k;
+        }
+    }
+    return n;
+}
+
+static void parse_alias_object(vctx_t *v, ifq_config_t *cfg, ifq_alias_t *al, json_t *a,
+                               const char *where)
+{
+    static const char *const keys[] = {"strategy",        "deployments",  "weights",
+                                       "small",           "large",        "threshold",
+                                       "feature_weights", "health_aware", NULL};
+    if (check_keys(v, a, where, keys) < 0)
+        return;
+    const char *st = get_str(v, a, where, "strategy", "failover");
+    al->health_aware = get_bool(v, a, where, "health_aware", 1);
+    al->router = a;
+    if (strcmp(st, "cost") == 0) {
+        al->strategy = IFQ_STRATEGY_COST;
+        char w[IFQ_MAX_NAME + 32];
+        ifq_deployment_t **small = NULL, **large = NULL;
+        snprintf(w, sizeof(w), "%s.small", where);
+        size_t ns = resolve_list(v, cfg, json_object_get(a, "small"), w, &small);
+        snprintf(w, sizeof(w), "%s.large", where);
+        size_t nl = resolve_list(v, cfg, json_object_get(a, "large"), w, &large);
+        al->n = ns + nl;
+        al->n_small = ns;
+        al->chain = calloc(al->n ? al->n : 1, sizeof(*al->chain));
+        for (size_t k = 0; k < ns; k++)
+            al->chain[k] = small[k];
+        for (size_t k = 0; k < nl; k++)
+            al->chain[ns + k] = large[k];
+        free(small);
+        free(large);
+        return;
+    }
+    if (strcmp(st, "failover") == 0)
+        al->strategy = IFQ_STRATEGY_FAILOVER;
+    else if (strcmp(st, "weighted") == 0)
+        al->strategy = IFQ_STRATEGY_WEIGHTED;
+    else if (strcmp(st, "least_busy") == 0)
+        al->strategy = IFQ_STRATEGY_LEAST_BUSY;
+    else {
+        verr(v, "%s.strategy: '%s' is not one of failover, weighted, least_busy, cost", where, st);
+        return;
+    }
+    char w[IFQ_MAX_NAME + 32];
+    snprintf(w, sizeof(w), "%s.deployments", where);
+    al->n = resolve_list(v, cfg, json_object_get(a, "deployments"), w, &al->chain);
+    if (al->strategy == IFQ_STRATEGY_WEIGHTED) {
+        json_t *ws = json_object_get(a, "weights");
+        if (!json_is_array(ws) || json_array_size(ws) != al->n) {
+            verr(v, "%s.weights: must list one positive number per deployment", where);
+            return;
+        }
+        al->weights = calloc(al->n ? al->n : 1, sizeof(*al->weights));
+        for (size_t k = 0; k < al->n; k++) {
+            json_t *x = json_array_get(ws, k);
+            if (!json_is_number(x) || json_number_value(x) <= 0) {
+                verr(v, "%s.weights[%zu]: must be a positive number", where, k);
+                return;
+            }
+            al->weights[k] = json_number_value(x);
+        }
+    }
+}
+
 static void parse_aliases(vctx_t *v, ifq_config_t *cfg, json_t *aliases)
 {
     if (!aliases)
         return;
     if (!json_is_object(aliases)) {
-        verr(v, "aliases: must be a mapping of alias to a list of deployments");
+        verr(v, "aliases: must be a mapping of alias to a list of deployments or a router");
         return;
     }
     cfg->n_aliases = json_object_size(aliases);
@@ -475,33 +565,193 @@ static void parse_aliases(vctx_t *v, ifq_config_t *cfg, json_t *aliases)
     json_object_foreach(aliases, name, a)
     {
         ifq_alias_t *al = &cfg->aliases[i++];
+        char where[IFQ_MAX_NAME + 16];
+        snprintf(where, sizeof(where), "aliases.%s", name);
         al->name = name;
+        al->health_aware = 1;
         if (ifq_config_deployment(cfg, name)) {
-            verr(v, "aliases.%s: the name is already a deployment", name);
+            verr(v, "%s: the name is already a deployment", where);
             return;
         }
-        if (json_is_string(a)) {
-            /* A single deployment may be written without the list. */
-            json_t *arr = json_array();
-            json_array_append(arr, a);
-            json_object_set_new(aliases, name, arr);
-            a = arr;
-        }
-        if (!json_is_array(a) || json_array_size(a) == 0) {
-            verr(v, "aliases.%s: must be a non-empty list of deployment names", name);
+        if (strcmp(name, "auto") == 0) {
+            verr(v, "%s: 'auto' is reserved; configure it under routing.auto", where);
             return;
         }
-        al->n = json_array_size(a);
-        al->chain = calloc(al->n, sizeof(*al->chain));
-        for (size_t k = 0; k < al->n; k++) {
-            const char *dn = json_string_value(json_array_get(a, k));
-            al->chain[k] = ifq_config_deployment(cfg, dn);
-            if (!al->chain[k]) {
-                verr(v, "aliases.%s[%zu]: unknown deployment '%s'", name, k,
-                     dn ? dn : "(not a string)");
+        if (json_is_object(a))
+            parse_alias_object(v, cfg, al, a, where);
+        else
+            al->n = resolve_list(v, cfg, a, where, &al->chain);
+        if (v->failed)
+            return;
+    }
+}
+
+static int name_listed(const json_t *list, const char *name)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(list, i, x)
+    {
+        const char *s = json_string_value(x);
+        if (!s)
+            continue;
+        size_t n = strlen(s);
+        if (strcmp(s, "*") == 0 || strcmp(s, name) == 0)
+            return 1;
+        if (n > 1 && s[n - 1] == '*' && strncmp(s, name, n - 1) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+ifq_team_t *ifq_config_team(const ifq_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->n_teams; i++)
+        if (strcmp(cfg->teams[i].name, name) == 0)
+            return &cfg->teams[i];
+    return NULL;
+}
+
+int ifq_team_allows_model(const ifq_team_t *team, const char *model)
+{
+    return !team->models || name_listed(team->models, model);
+}
+
+int ifq_team_allows_reply(const ifq_team_t *team, const ifq_config_t *cfg, const char *topic)
+{
+    if (strcmp(topic, cfg->topic_replies) == 0)
+        return 1;
+    return team->reply_topics && name_listed(team->reply_topics, topic);
+}
+
+void ifq_team_model_limits(const ifq_team_t *team, const char *model, int *rpm, int *tpm)
+{
+    json_t *m = team->model_limits ? json_object_get(team->model_limits, model) : NULL;
+    *rpm = (int)json_integer_value(json_object_get(m, "rpm"));
+    *tpm = (int)json_integer_value(json_object_get(m, "tpm"));
+}
+
+void ifq_lane_topic(const ifq_config_t *cfg, const ifq_deployment_t *dep, int lane, char *out,
+                    size_t size)
+{
+    static const char *const lanes[] = {"model", "model-high", "model-low"};
+    snprintf(out, size, "%s.%s.%s", cfg->prefix, lanes[lane >= 0 && lane < 3 ? lane : 0],
+             dep->name);
+}
+
+static int check_name_list(vctx_t *v, json_t *list, const char *where)
+{
+    if (!list)
+        return 0;
+    if (!json_is_array(list)) {
+        verr(v, "%s: must be a list of names", where);
+        return -1;
+    }
+    size_t i;
+    json_t *x;
+    json_array_foreach(list, i, x)
+    {
+        if (!json_is_string(x)) {
+            verr(v, "%s[%zu]: must be a string", where, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void parse_teams(vctx_t *v, ifq_config_t *cfg, json_t *teams)
+{
+    if (!teams)
+        return;
+    if (!json_is_object(teams)) {
+        verr(v, "teams: must be a mapping of team name to its settings");
+        return;
+    }
+    cfg->n_teams = json_object_size(teams);
+    cfg->teams = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof(*cfg->teams));
+    size_t i = 0;
+    const char *name;
+    json_t *t;
+    static const char *const keys[] = {
+        "models", "reply_topics", "guardrail_policy",        "hmac_key_env",
+        "limits", "budget",       "over_limit_low_priority", NULL};
+    static const char *const lkeys[] = {"rpm", "tpm", "models", NULL};
+    static const char *const bkeys[] = {"daily_usd", "monthly_usd", NULL};
+    static const char *const mkeys[] = {"rpm", "tpm", NULL};
+    json_object_foreach(teams, name, t)
+    {
+        char where[IFQ_MAX_NAME + 64];
+        snprintf(where, sizeof(where), "teams.%s", name);
+        ifq_team_t *tm = &cfg->teams[i++];
+        tm->name = name;
+        if (!ifq_topic_name_valid(name) || strlen(name) > IFQ_MAX_NAME) {
+            verr(v, "%s: team names use only letters, digits, '.', '_' and '-'", where);
+            return;
+        }
+        if (!json_is_object(t)) {
+            verr(v, "%s: must be a mapping", where);
+            return;
+        }
+        if (check_keys(v, t, where, keys) < 0)
+            return;
+        char w[IFQ_MAX_NAME + 96];
+        tm->models = json_object_get(t, "models");
+        snprintf(w, sizeof(w), "%s.models", where);
+        check_name_list(v, tm->models, w);
+        tm->reply_topics = json_object_get(t, "reply_topics");
+        snprintf(w, sizeof(w), "%s.reply_topics", where);
+        check_name_list(v, tm->reply_topics, w);
+        tm->guardrail_policy = get_str(v, t, where, "guardrail_policy", NULL);
+        tm->hmac_key_env = get_str(v, t, where, "hmac_key_env", NULL);
+        json_t *lim = json_object_get(t, "limits");
+        snprintf(w, sizeof(w), "%s.limits", where);
+        if (lim && !json_is_object(lim)) {
+            verr(v, "%s: must be a mapping of rpm, tpm and models", w);
+            return;
+        }
+        if (lim && check_keys(v, lim, w, lkeys) < 0)
+            return;
+        tm->rpm = get_int(v, lim, w, "rpm", 0, 0, 100000000);
+        tm->tpm = get_int(v, lim, w, "tpm", 0, 0, 2000000000);
+        tm->model_limits = lim ? json_object_get(lim, "models") : NULL;
+        if (tm->model_limits) {
+            const char *mk;
+            json_t *mv;
+            if (!json_is_object(tm->model_limits)) {
+                verr(v, "%s.models: must be a mapping of model to {rpm, tpm}", w);
                 return;
             }
+            json_object_foreach(tm->model_limits, mk, mv)
+            {
+                char mw[IFQ_MAX_NAME * 2 + 128];
+                snprintf(mw, sizeof(mw), "%s.models.%s", w, mk);
+                if (!json_is_object(mv)) {
+                    verr(v, "%s: must be a mapping of rpm and tpm", mw);
+                    return;
+                }
+                if (check_keys(v, mv, mw, mkeys) < 0)
+                    return;
+                get_int(v, mv, mw, "rpm", 0, 0, 100000000);
+                get_int(v, mv, mw, "tpm", 0, 0, 2000000000);
+            }
         }
+        json_t *bud = json_object_get(t, "budget");
+        snprintf(w, sizeof(w), "%s.budget", where);
+        if (bud && !json_is_object(bud)) {
+            verr(v, "%s: must be a mapping of daily_usd and monthly_usd", w);
+            return;
+        }
+        if (bud && check_keys(v, bud, w, bkeys) < 0)
+            return;
+        tm->budget_daily_usd = get_price(v, bud, w, "daily_usd");
+        tm->budget_monthly_usd = get_price(v, bud, w, "monthly_usd");
+        const char *hold = get_str(v, t, where, "over_limit_low_priority", "reject");
+        if (strcmp(hold, "hold") == 0)
+            tm->hold_low_priority = 1;
+        else if (strcmp(hold, "reject") != 0)
+            verr(v, "%s.over_limit_low_priority: must be hold or reject", where);
+        if (v->failed)
+            return;
     }
 }
 
@@ -524,8 +774,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     }
     cfg->root = root;
 
-    static const char *const top[] = {"kafka",       "redis",   "broker", "worker",
-                                      "deployments", "aliases", "log",    NULL};
+    static const char *const top[] = {"kafka",       "redis",   "broker",  "worker",
+                                      "deployments", "aliases", "log",     "guardrails",
+                                      "teams",       "cache",   "routing", NULL};
     check_keys(&v, root, "config", top);
 
     json_t *kafka = get_section(&v, root, "kafka");
@@ -595,8 +846,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         verr(&v, "log.level: must be debug, info, warn or error");
 
     json_t *broker = get_section(&v, root, "broker");
-    static const char *const bkeys[] = {"admin_port", "group_id", "max_message_bytes", "batch_size",
-                                        NULL};
+    static const char *const bkeys[] = {"admin_port",       "group_id",     "max_message_bytes",
+                                        "batch_size",       "default_team", "transactions",
+                                        "transactional_id", "hold_max_ms",  NULL};
     if (broker)
         check_keys(&v, broker, "broker", bkeys);
     cfg->broker_admin_port = get_int(&v, broker, "broker", "admin_port", 0, 0, 65535);
@@ -604,12 +856,43 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     cfg->max_message_bytes =
         (size_t)get_int(&v, broker, "broker", "max_message_bytes", 1048576, 1024, 64 * 1048576);
     cfg->broker_batch_size = get_int(&v, broker, "broker", "batch_size", 500, 1, 100000);
+    cfg->default_team = get_str(&v, broker, "broker", "default_team", NULL);
+    cfg->transactions = get_bool(&v, broker, "broker", "transactions", 1);
+    cfg->transactional_id = get_str(&v, broker, "broker", "transactional_id", NULL);
+    cfg->hold_max_ms = get_int(&v, broker, "broker", "hold_max_ms", 60000, 100, 86400000);
+
+    json_t *cache = get_section(&v, root, "cache");
+    static const char *const ckeys[] = {"enabled", "ttl_s", "max_bytes", "scope", NULL};
+    if (cache)
+        check_keys(&v, cache, "cache", ckeys);
+    cfg->cache_enabled = get_bool(&v, cache, "cache", "enabled", 1);
+    cfg->cache_ttl_s = get_int(&v, cache, "cache", "ttl_s", 3600, 1, 365 * 86400);
+    cfg->cache_max_bytes =
+        (size_t)get_int(&v, cache, "cache", "max_bytes", 262144, 64, 64 * 1048576);
+    const char *scope = get_str(&v, cache, "cache", "scope", "team");
+    if (strcmp(scope, "team") == 0)
+        cfg->cache_per_team = 1;
+    else if (strcmp(scope, "global") != 0)
+        verr(&v, "cache.scope: must be team or global");
+
+    json_t *routing = get_section(&v, root, "routing");
+    static const char *const rtkeys[] = {"auto", NULL};
+    if (routing)
+        check_keys(&v, routing, "routing", rtkeys);
+    cfg->routing_auto = routing ? json_object_get(routing, "auto") : NULL;
 
     json_t *worker = get_section(&v, root, "worker");
-    static const char *const wkeys[] = {"admin_port",     "group_id_prefix",   "deployments",
-                                        "max_inflight",   "max_attempts",      "backoff_base_ms",
-                                        "backoff_max_ms", "shutdown_grace_ms", "circuit_failure_threshold",
-                                        "circuit_open_ms", NULL};
+    static const char *const wkeys[] = {"admin_port",
+                                        "group_id_prefix",
+                                        "deployments",
+                                        "max_inflight",
+                                        "max_attempts",
+                                        "backoff_base_ms",
+                                        "backoff_max_ms",
+                                        "shutdown_grace_ms",
+                                        "circuit_failure_threshold",
+                                        "circuit_open_ms",
+                                        NULL};
     if (worker)
         check_keys(&v, worker, "worker", wkeys);
     cfg->worker_admin_port = get_int(&v, worker, "worker", "admin_port", 0, 0, 65535);
@@ -630,6 +913,41 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         parse_deployments(&v, cfg, json_object_get(root, "deployments"));
     if (!v.failed)
         parse_aliases(&v, cfg, json_object_get(root, "aliases"));
+    if (!v.failed && cfg->routing_auto) {
+        /* model "auto" is an alias with a cost router, configured apart. */
+        if (!json_is_object(cfg->routing_auto)) {
+            verr(&v, "routing.auto: must be a mapping {small, large, threshold}");
+        } else {
+            ifq_alias_t *al = realloc(cfg->aliases, (cfg->n_aliases + 1) * sizeof(*al));
+            cfg->aliases = al;
+            al = &cfg->aliases[cfg->n_aliases++];
+            memset(al, 0, sizeof(*al));
+            al->name = "auto";
+            json_object_set_new(cfg->routing_auto, "strategy", json_string("cost"));
+            parse_alias_object(&v, cfg, al, cfg->routing_auto, "routing.auto");
+        }
+    }
+    if (!v.failed)
+        parse_teams(&v, cfg, json_object_get(root, "teams"));
+    for (size_t t = 0; !v.failed && t < cfg->n_teams; t++) {
+        size_t k;
+        json_t *m;
+        json_array_foreach(cfg->teams[t].models, k, m)
+        {
+            const char *mn = json_string_value(m);
+            size_t ml = strlen(mn);
+            if (strcmp(mn, "*") == 0 || (ml && mn[ml - 1] == '*'))
+                continue;
+            int found = ifq_config_deployment(cfg, mn) != NULL;
+            for (size_t a = 0; !found && a < cfg->n_aliases; a++)
+                found = strcmp(cfg->aliases[a].name, mn) == 0;
+            if (!found)
+                verr(&v, "teams.%s.models[%zu]: '%s' is neither an alias nor a deployment",
+                     cfg->teams[t].name, k, mn);
+        }
+    }
+    if (!v.failed && cfg->default_team && !ifq_config_team(cfg, cfg->default_team))
+        verr(&v, "broker.default_team: unknown team '%s'", cfg->default_team);
     if (!v.failed && cfg->worker_deployments) {
         size_t i;
         json_t *n;
@@ -680,8 +998,11 @@ void ifq_config_destroy(ifq_config_t *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = 0; i < cfg->n_aliases; i++)
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
         free(cfg->aliases[i].chain);
+        free(cfg->aliases[i].weights);
+    }
+    free(cfg->teams);
     free(cfg->aliases);
     free(cfg->deployments);
     json_decref(cfg->root);

@@ -35,11 +35,35 @@ typedef struct ifq_deployment {
     char topic[IFQ_MAX_TOPIC + 1];
 } ifq_deployment_t;
 
+typedef enum {
+    IFQ_STRATEGY_FAILOVER = 0, /* the chain in order */
+    IFQ_STRATEGY_WEIGHTED,     /* first pick by weight, the rest in order as fallback */
+    IFQ_STRATEGY_LEAST_BUSY,   /* fewest in-flight requests (published by workers) first */
+    IFQ_STRATEGY_COST,         /* complexity score picks the small or the large tier */
+} ifq_strategy_t;
+
 typedef struct ifq_alias {
     const char *name;
-    size_t n;                   /* chain length, >= 1 */
+    ifq_strategy_t strategy;
+    size_t n;                   /* chain length, >= 1 (cost: small tier then large tier) */
     ifq_deployment_t **chain;   /* borrowed from the config's deployments */
+    double *weights;            /* weighted: one per chain entry */
+    size_t n_small;             /* cost: chain[0..n_small) is the small tier, the rest large */
+    json_t *router;             /* cost: the alias's section (threshold, weights), borrowed */
+    int health_aware;           /* skip deployments whose circuit is open (default on) */
 } ifq_alias_t;
+
+typedef struct ifq_team {
+    const char *name;
+    json_t *models;          /* array of alias/deployment names, "*" = all; borrowed */
+    json_t *reply_topics;    /* array of topic names or "prefix*" patterns; borrowed */
+    const char *guardrail_policy;
+    const char *hmac_key_env; /* key for signed requests on the shared topic */
+    int rpm, tpm;            /* 0 = unlimited */
+    json_t *model_limits;    /* object model -> {rpm, tpm}; borrowed */
+    double budget_daily_usd, budget_monthly_usd; /* 0 = none */
+    int hold_low_priority;   /* over a limit, low priority waits instead of failing */
+} ifq_team_t;
 
 typedef struct ifq_config {
     json_t *root; /* the whole document; strings below are borrowed from it */
@@ -85,6 +109,23 @@ typedef struct ifq_config {
     size_t n_deployments;
     ifq_alias_t *aliases;
     size_t n_aliases;
+    ifq_team_t *teams;
+    size_t n_teams;
+
+    /* broker, continued */
+    const char *default_team; /* team of unsigned requests on <prefix>.requests */
+    int transactions;         /* exactly-once consume-route-produce-commit */
+    const char *transactional_id;
+    int hold_max_ms;          /* longest a held low-priority request waits per round */
+
+    /* cache */
+    int cache_enabled;
+    int cache_ttl_s;
+    size_t cache_max_bytes;
+    int cache_per_team;
+
+    /* routing */
+    json_t *routing_auto; /* `routing.auto`: the cost router behind model "auto", borrowed */
 } ifq_config_t;
 
 /* Loads and validates a config file. Environment overrides
@@ -106,6 +147,21 @@ ifq_deployment_t *ifq_config_deployment(const ifq_config_t *cfg, const char *nam
 /* Writes a scalar (string, number, boolean) as text, as librdkafka and
  * environment-style settings want it. Returns 0, or -1 for other types. */
 int ifq_config_scalar(const json_t *v, char *buf, size_t size);
+
+/* Looks up a team by name; NULL when absent. */
+ifq_team_t *ifq_config_team(const ifq_config_t *cfg, const char *name);
+/* 1 when the team may use the alias or deployment `model`. */
+int ifq_team_allows_model(const ifq_team_t *team, const char *model);
+/* 1 when the team may name `topic` as its reply topic (the default reply
+ * topic is always allowed). */
+int ifq_team_allows_reply(const ifq_team_t *team, const ifq_config_t *cfg, const char *topic);
+/* Per-model limits of a team (0 = none). */
+void ifq_team_model_limits(const ifq_team_t *team, const char *model, int *rpm, int *tpm);
+
+/* The per-model topic of a deployment for a priority lane:
+ * <prefix>.model.<d> (normal), <prefix>.model-high.<d>, <prefix>.model-low.<d>. */
+void ifq_lane_topic(const ifq_config_t *cfg, const ifq_deployment_t *dep, int lane, char *out,
+                    size_t size);
 
 /* Returns 1 when s is a legal Kafka topic name ([A-Za-z0-9._-], 1..249). */
 int ifq_topic_name_valid(const char *s);

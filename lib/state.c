@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redis_url.h"
 
 #define STATE_MAX_QUEUE 100000
 #define STATE_MAX_ARGS 32
@@ -26,21 +27,28 @@ static const char state_script[] =
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
 
+#define STATE_MAX_SCRIPTS 8
+
 typedef struct {
     int argc;
-    int is_script; /* argv[1] is the script sha, refreshed on reconnect */
+    int is_script; /* 1 + index of the script whose sha is argv[1]; 0 for none */
     char *argv[STATE_MAX_ARGS];
+    ifq_state_reply_cb on_reply;
+    void *opaque;
 } state_cmd_t;
+
+typedef struct {
+    const char *lua; /* static text, borrowed */
+    char sha[41];
+} state_script_t;
 
 struct ifq_state {
     redisContext *rc;
-    char host[256];
-    int port;
-    int db;
-    char password[256];
+    ifq_redis_url_t url;
     char prefix[IFQ_MAX_NAME];
     int ttl_s;
-    char sha[41];
+    state_script_t scripts[STATE_MAX_SCRIPTS]; /* [0] is the state script */
+    int nscripts;
     state_cmd_t *queue;
     size_t nqueue, capqueue;
 };
@@ -57,107 +65,30 @@ int ifq_state_rank(const char *state)
     return 0;
 }
 
-static int parse_url(ifq_state_t *st, const char *url, char *errstr, size_t errstr_size)
-{
-    const char *p = url;
-    if (strncmp(p, "redis://", 8) != 0) {
-        snprintf(errstr, errstr_size, "redis url must start with redis:// (got '%.64s')", url);
-        return -1;
-    }
-    p += 8;
-    const char *at = strchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p;
-        size_t n = (size_t)(at - pw);
-        if (n >= sizeof(st->password)) {
-            snprintf(errstr, errstr_size, "redis password too long");
-            return -1;
-        }
-        memcpy(st->password, pw, n);
-        st->password[n] = '\0';
-        p = at + 1;
-    }
-    size_t hl = strcspn(p, ":/");
-    if (hl == 0 || hl >= sizeof(st->host)) {
-        snprintf(errstr, errstr_size, "redis url has no host");
-        return -1;
-    }
-    memcpy(st->host, p, hl);
-    st->host[hl] = '\0';
-    p += hl;
-    st->port = 6379;
-    if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (port <= 0 || port > 65535) {
-            snprintf(errstr, errstr_size, "redis url has a bad port");
-            return -1;
-        }
-        st->port = (int)port;
-        p = end;
-    }
-    if (*p == '/' && p[1]) {
-        char *end;
-        long db = strtol(p + 1, &end, 10);
-        if (db < 0 || db > 1024 || *end) {
-            snprintf(errstr, errstr_size, "redis url has a bad database number");
-            return -1;
-        }
-        st->db = (int)db;
-    }
-    return 0;
-}
-
 static int state_reconnect(ifq_state_t *st, char *errstr, size_t errstr_size)
 {
     if (st->rc)
         redisFree(st->rc);
-    struct timeval tv = {2, 0};
-    st->rc = redisConnectWithTimeout(st->host, st->port, tv);
-    if (!st->rc || st->rc->err) {
-        snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
-                 st->rc ? st->rc->errstr : "cannot allocate context");
-        if (st->rc) {
-            redisFree(st->rc);
-            st->rc = NULL;
-        }
+    st->rc = ifq_redis_url_connect(&st->url, 2000, errstr, errstr_size);
+    if (!st->rc)
         return -1;
+    if (st->nscripts == 0) {
+        st->scripts[0].lua = state_script;
+        st->nscripts = 1;
     }
-    redisSetTimeout(st->rc, tv);
-    redisReply *r;
-    if (st->password[0]) {
-        r = redisCommand(st->rc, "AUTH %s", st->password);
-        int bad = !r || r->type == REDIS_REPLY_ERROR;
-        /* Never echo the password or the server's reply about it. */
-        if (r)
-            freeReplyObject(r);
-        if (bad) {
-            snprintf(errstr, errstr_size, "redis authentication failed");
+    for (int i = 0; i < st->nscripts; i++) {
+        redisReply *r = redisCommand(st->rc, "SCRIPT LOAD %s", st->scripts[i].lua);
+        if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+            snprintf(errstr, errstr_size, "redis SCRIPT LOAD failed: %s",
+                     r && r->type == REDIS_REPLY_ERROR ? r->str : st->rc->errstr);
+            if (r)
+                freeReplyObject(r);
             return -1;
         }
+        memcpy(st->scripts[i].sha, r->str, 40);
+        st->scripts[i].sha[40] = '\0';
+        freeReplyObject(r);
     }
-    if (st->db) {
-        r = redisCommand(st->rc, "SELECT %d", st->db);
-        int bad = !r || r->type == REDIS_REPLY_ERROR;
-        if (r)
-            freeReplyObject(r);
-        if (bad) {
-            snprintf(errstr, errstr_size, "redis SELECT %d failed", st->db);
-            return -1;
-        }
-    }
-    r = redisCommand(st->rc, "SCRIPT LOAD %s", state_script);
-    if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
-        snprintf(errstr, errstr_size, "redis SCRIPT LOAD failed: %s",
-                 r && r->type == REDIS_REPLY_ERROR ? r->str : st->rc->errstr);
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    memcpy(st->sha, r->str, 40);
-    st->sha[40] = '\0';
-    freeReplyObject(r);
     return 0;
 }
 
@@ -171,7 +102,7 @@ ifq_state_t *ifq_state_connect(const char *url, const char *prefix, int ttl_s, c
     }
     snprintf(st->prefix, sizeof(st->prefix), "%s", prefix);
     st->ttl_s = ttl_s;
-    if (parse_url(st, url, errstr, errstr_size) < 0 ||
+    if (ifq_redis_url_parse(url, &st->url, errstr, errstr_size) != IFQ_OK ||
         state_reconnect(st, errstr, errstr_size) < 0) {
         ifq_state_destroy(st);
         return NULL;
@@ -181,6 +112,10 @@ ifq_state_t *ifq_state_connect(const char *url, const char *prefix, int ttl_s, c
 
 static void cmd_free(state_cmd_t *c)
 {
+    if (c->on_reply) {
+        c->on_reply(c->opaque, NULL); /* never sent: tell the caller */
+        c->on_reply = NULL;
+    }
     for (int i = 0; i < c->argc; i++)
         free(c->argv[i]);
     c->argc = 0;
@@ -238,7 +173,7 @@ void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, con
     snprintf(ttl, sizeof(ttl), "%d", st->ttl_s);
     snprintf(ts_field, sizeof(ts_field), "%s_ms", state);
     snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
-    const char *fixed[] = {"EVALSHA", st->sha, "1", custom_id, id, state, rank, ttl, ts_field, now};
+    const char *fixed[] = {"EVALSHA", st->scripts[0].sha, "1", custom_id, id, state, rank, ttl, ts_field, now};
     for (size_t i = 0; i < IFQ_ARRAY_LEN(fixed); i++)
         c->argv[c->argc++] = i == 3 ? key_for(st, custom_id) : strdup(fixed[i]);
     for (size_t i = 0; i + 1 < nkv && c->argc + 2 <= STATE_MAX_ARGS; i += 2) {
@@ -249,13 +184,52 @@ void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, con
 
 void ifq_state_queue_cmd(ifq_state_t *st, int argc, const char *const *argv)
 {
-    if (argc <= 0 || argc > STATE_MAX_ARGS)
+    ifq_state_queue_cmd_cb(st, argc, argv, NULL, NULL);
+}
+
+void ifq_state_queue_cmd_cb(ifq_state_t *st, int argc, const char *const *argv,
+                            ifq_state_reply_cb cb, void *opaque)
+{
+    state_cmd_t *c = argc > 0 && argc <= STATE_MAX_ARGS ? queue_slot(st) : NULL;
+    if (!c) {
+        if (cb)
+            cb(opaque, NULL);
         return;
-    state_cmd_t *c = queue_slot(st);
-    if (!c)
-        return;
+    }
     for (int i = 0; i < argc; i++)
         c->argv[c->argc++] = strdup(argv[i]);
+    c->on_reply = cb;
+    c->opaque = opaque;
+}
+
+int ifq_state_script(ifq_state_t *st, const char *lua, char *errstr, size_t errstr_size)
+{
+    if (st->nscripts >= STATE_MAX_SCRIPTS) {
+        snprintf(errstr, errstr_size, "too many Redis scripts");
+        return -1;
+    }
+    st->scripts[st->nscripts++].lua = lua;
+    if (state_reconnect(st, errstr, errstr_size) < 0)
+        return -1;
+    return st->nscripts - 1;
+}
+
+void ifq_state_queue_eval(ifq_state_t *st, int script, int argc, const char *const *argv,
+                          ifq_state_reply_cb cb, void *opaque)
+{
+    state_cmd_t *c = argc + 2 <= STATE_MAX_ARGS ? queue_slot(st) : NULL;
+    if (!c) {
+        if (cb)
+            cb(opaque, NULL);
+        return;
+    }
+    c->is_script = script + 1;
+    c->argv[c->argc++] = strdup("EVALSHA");
+    c->argv[c->argc++] = strdup(st->scripts[script].sha);
+    for (int i = 0; i < argc; i++)
+        c->argv[c->argc++] = strdup(argv[i]);
+    c->on_reply = cb;
+    c->opaque = opaque;
 }
 
 const char *ifq_state_prefix(const ifq_state_t *st)
@@ -275,7 +249,7 @@ static int flush_once(ifq_state_t *st, int *noscript)
         state_cmd_t *c = &st->queue[i];
         if (c->is_script) {
             free(c->argv[1]);
-            c->argv[1] = strdup(st->sha);
+            c->argv[1] = strdup(st->scripts[c->is_script - 1].sha);
         }
         redisAppendCommandArgv(st->rc, c->argc, (const char **)c->argv, NULL);
     }
@@ -291,6 +265,11 @@ static int flush_once(ifq_state_t *st, int *noscript)
             else
                 ifq_warn("state_update_failed", "%s", r->str);
             ok = 0;
+        }
+        state_cmd_t *c = &st->queue[i];
+        if (c->on_reply && !(*noscript)) {
+            c->on_reply(c->opaque, r);
+            c->on_reply = NULL; /* once, even if the batch is resent */
         }
         freeReplyObject(r);
     }
@@ -391,4 +370,56 @@ int ifq_state_ping(ifq_state_t *st)
     if (r)
         freeReplyObject(r);
     return ok;
+}
+
+int ifq_state_read_health(ifq_state_t *st, const ifq_config_t *cfg, ifq_health_t *out)
+{
+    if (!st->rc)
+        return IFQ_ERR_IO;
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        char k[IFQ_MAX_NAME * 3];
+        snprintf(k, sizeof(k), "%s:circuit:%s", st->prefix, cfg->deployments[i].name);
+        redisAppendCommand(st->rc, "HMGET %s state updated_ms", k);
+        snprintf(k, sizeof(k), "%s:inflight:%s", st->prefix, cfg->deployments[i].name);
+        redisAppendCommand(st->rc, "HVALS %s", k);
+    }
+    int64_t now = ifq_now_ms();
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        ifq_dep_health_t *h = i < out->n ? &out->deps[i] : NULL;
+        for (int part = 0; part < 2; part++) {
+            redisReply *r = NULL;
+            if (redisGetReply(st->rc, (void **)&r) != REDIS_OK) {
+                char why[256];
+                state_reconnect(st, why, sizeof(why));
+                return IFQ_ERR_IO;
+            }
+            if (h && part == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+                const char *state = r->element[0]->str;
+                h->circuit_open = !state                             ? 0
+                                  : strcmp(state, "open") == 0      ? 1
+                                  : strcmp(state, "half_open") == 0 ? 2
+                                                                    : 0;
+                int64_t t = 0;
+                if (r->element[1]->str)
+                    ifq_parse_i64(r->element[1]->str, &t);
+                h->circuit_changed_ms = t;
+            } else if (h && part == 1 && r->type == REDIS_REPLY_ARRAY) {
+                /* Each worker writes "<count> <epoch ms>"; reports older
+                 * than 10 s are from workers that are gone. */
+                int sum = 0, fresh = 0;
+                for (size_t k = 0; k < r->elements; k++) {
+                    long long cnt = 0, ts = 0;
+                    if (r->element[k]->str &&
+                        sscanf(r->element[k]->str, "%lld %lld", &cnt, &ts) == 2 &&
+                        now - ts < 10000) {
+                        sum += (int)cnt;
+                        fresh++;
+                    }
+                }
+                h->inflight = fresh ? sum : -1;
+            }
+            freeReplyObject(r);
+        }
+    }
+    return IFQ_OK;
 }

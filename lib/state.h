@@ -15,6 +15,8 @@
 #include <jansson.h>
 
 #include "common.h"
+#include "config.h"
+#include "route.h"
 
 typedef struct ifq_state ifq_state_t;
 
@@ -28,6 +30,21 @@ void ifq_state_destroy(ifq_state_t *st); /* NULL is a no-op */
  * nkv strings: field, value, field, value ... (copied). */
 void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
                      const char *const *kv, size_t nkv);
+struct redisReply;
+/* Called once per queued command with its reply (borrowed for the call), or
+ * with NULL when the command could not be sent (Redis down, queue full). */
+typedef void (*ifq_state_reply_cb)(void *opaque, const struct redisReply *reply);
+
+/* Registers a Lua script (static text, borrowed) loaded now and after every
+ * reconnect. Returns its index for ifq_state_queue_eval, or -1 with errstr. */
+int ifq_state_script(ifq_state_t *st, const char *lua, char *errstr, size_t errstr_size);
+/* Queues EVALSHA of a registered script; argv is "numkeys key... arg...". */
+void ifq_state_queue_eval(ifq_state_t *st, int script, int argc, const char *const *argv,
+                          ifq_state_reply_cb cb, void *opaque);
+/* Like ifq_state_queue_cmd with a reply callback. */
+void ifq_state_queue_cmd_cb(ifq_state_t *st, int argc, const char *const *argv,
+                            ifq_state_reply_cb cb, void *opaque);
+
 /* Queues any Redis command (copied), sent with the next flush; its reply is
  * only checked for errors, which are logged. For counters and published
  * state that ride along with the batch's round trip. */
@@ -51,6 +68,11 @@ json_t *ifq_state_get(ifq_state_t *st, const char *custom_id, int *err);
  * Returns IFQ_OK or IFQ_ERR_IO (done[] then all 0). */
 int ifq_state_final_many(ifq_state_t *st, size_t n, const char *const *custom_ids,
                          const char *const *ids, int *done);
+
+/* Reads what workers publish about each deployment (circuit state and
+ * in-flight counts) into out (out->deps has cfg->n_deployments entries).
+ * One pipelined round trip; IFQ_OK or IFQ_ERR_IO. */
+int ifq_state_read_health(ifq_state_t *st, const ifq_config_t *cfg, ifq_health_t *out);
 
 /* 1 when Redis answers PING. */
 int ifq_state_ping(ifq_state_t *st);
