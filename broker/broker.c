@@ -3,11 +3,15 @@
  * message and republishes: routed requests to per-model topics, error
  * results to reply topics, undecodable input to the dead-letter topic.
  *
- * One pass per batch: poll a batch, decide every message, one Redis
- * pipeline round trip for its state updates, produce everything, wait for
- * the delivery reports, then commit the batch's offsets. Offsets are never
- * committed before the outcome of every message below them is durably in
- * Kafka, so a crash at any point redelivers rather than loses.
+ * One pass per batch: poll a batch, decide every message (lib/pipeline.c),
+ * one Redis round trip for the batch's admissions (rate limits, budgets) and
+ * cache lookups, one for its state updates, produce everything, then commit
+ * the batch's offsets. With broker.transactions on (the default) the
+ * produce and the offset commit are one Kafka transaction: a crash at any
+ * point either publishes the whole batch with its offsets or nothing, so
+ * each request appears exactly once on the per-model topics for
+ * read_committed consumers. Without transactions, offsets are committed only
+ * after every outcome of the batch is acknowledged (at least once).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -15,20 +19,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
+#include "catalog.h"
 #include "config.h"
 #include "kafka.h"
+#include "limits.h"
 #include "log.h"
 #include "pipeline.h"
 #include "state.h"
+
+#define TXN_ATTEMPTS 5
+
+typedef struct {
+    char tp[64];
+    char team[IFQ_MAX_NAME + 1];
+    char sig[80];
+} hdrbuf_t;
 
 typedef struct {
     ifq_decision_t d;
     const rd_kafka_message_t *src; /* the consumed message (for DLQ bytes) */
     int delivered;                 /* 1 ok, -1 failed, 0 pending */
-    int retried_default;           /* re-sent to the default reply topic */
     rd_kafka_resp_err_t err;
+    ifq_admit_t admit;
+    json_t *cached;
 } out_t;
 
 typedef struct {
@@ -36,10 +52,16 @@ typedef struct {
     rd_kafka_t *producer;
     rd_kafka_t *consumer;
     ifq_state_t *state;
+    ifq_limits_t *limits;
     ifq_avro_t *avro;
+    ifq_pipeline_t pipeline;
+    ifq_health_t health;
+    int64_t health_read_ms;
+    int transactions;
     atomic_int ready;
     atomic_int redis_ok;
     atomic_llong n_routed, n_rejected, n_expired, n_dlq, n_batches, n_produce_errors;
+    atomic_llong n_rate_limited, n_budget, n_cache_hits, n_txn_aborts;
     int outstanding;
 } broker_t;
 
@@ -62,6 +84,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     o->delivered = m->err ? -1 : 1;
 }
 
+/* ---- admin ---------------------------------------------------------------- */
+
 static int broker_ready(void *opaque, char *why, size_t why_size)
 {
     broker_t *b = opaque;
@@ -79,23 +103,48 @@ static int broker_ready(void *opaque, char *why, size_t why_size)
 static size_t broker_metrics(void *opaque, char *buf, size_t size)
 {
     broker_t *b = opaque;
-    int n = snprintf(buf, size,
-                     "# HELP inferq_broker_requests_total Requests by outcome.\n"
-                     "# TYPE inferq_broker_requests_total counter\n"
-                     "inferq_broker_requests_total{outcome=\"routed\"} %lld\n"
-                     "inferq_broker_requests_total{outcome=\"rejected\"} %lld\n"
-                     "inferq_broker_requests_total{outcome=\"expired\"} %lld\n"
-                     "inferq_broker_requests_total{outcome=\"dlq\"} %lld\n"
-                     "# TYPE inferq_broker_batches_total counter\n"
-                     "inferq_broker_batches_total %lld\n"
-                     "# TYPE inferq_broker_produce_errors_total counter\n"
-                     "inferq_broker_produce_errors_total %lld\n",
-                     (long long)atomic_load(&b->n_routed), (long long)atomic_load(&b->n_rejected),
-                     (long long)atomic_load(&b->n_expired), (long long)atomic_load(&b->n_dlq),
-                     (long long)atomic_load(&b->n_batches),
-                     (long long)atomic_load(&b->n_produce_errors));
+    int n = snprintf(
+        buf, size,
+        "# HELP inferq_broker_requests_total Requests by outcome.\n"
+        "# TYPE inferq_broker_requests_total counter\n"
+        "inferq_broker_requests_total{outcome=\"routed\"} %lld\n"
+        "inferq_broker_requests_total{outcome=\"rejected\"} %lld\n"
+        "inferq_broker_requests_total{outcome=\"expired\"} %lld\n"
+        "inferq_broker_requests_total{outcome=\"dlq\"} %lld\n"
+        "inferq_broker_requests_total{outcome=\"rate_limited\"} %lld\n"
+        "inferq_broker_requests_total{outcome=\"budget_exceeded\"} %lld\n"
+        "inferq_broker_requests_total{outcome=\"cache_hit\"} %lld\n"
+        "# TYPE inferq_broker_batches_total counter\n"
+        "inferq_broker_batches_total %lld\n"
+        "# TYPE inferq_broker_transaction_aborts_total counter\n"
+        "inferq_broker_transaction_aborts_total %lld\n"
+        "# TYPE inferq_broker_produce_errors_total counter\n"
+        "inferq_broker_produce_errors_total %lld\n",
+        (long long)atomic_load(&b->n_routed), (long long)atomic_load(&b->n_rejected),
+        (long long)atomic_load(&b->n_expired), (long long)atomic_load(&b->n_dlq),
+        (long long)atomic_load(&b->n_rate_limited), (long long)atomic_load(&b->n_budget),
+        (long long)atomic_load(&b->n_cache_hits), (long long)atomic_load(&b->n_batches),
+        (long long)atomic_load(&b->n_txn_aborts), (long long)atomic_load(&b->n_produce_errors));
     return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
 }
+
+static char *broker_models(void *opaque, const char *team, int *status)
+{
+    broker_t *b = opaque;
+    if (team && !ifq_config_team(b->cfg, team)) {
+        *status = 404;
+        return strdup("{\"error\":{\"message\":\"no such team\",\"type\":\"invalid_request_error\"}}");
+    }
+    /* The health view is written by the main thread; a torn read of an int
+     * only shows a health flag a second late. */
+    json_t *list = ifq_catalog_models(b->cfg, team, &b->health);
+    char *s = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    *status = 200;
+    return s;
+}
+
+/* ---- Kafka ------------------------------------------------------------------ */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -152,7 +201,7 @@ static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta
     return h;
 }
 
-static int produce_one(broker_t *b, out_t *o, const char *topic, const ifq_msgmeta_t *meta)
+static int produce_one(broker_t *b, out_t *o, const ifq_msgmeta_t *meta)
 {
     const void *val = o->d.kind == IFQ_OUT_DLQ ? o->src->payload : o->d.value;
     size_t len = o->d.kind == IFQ_OUT_DLQ ? o->src->len : o->d.len;
@@ -161,7 +210,7 @@ static int produce_one(broker_t *b, out_t *o, const char *topic, const ifq_msgme
     rd_kafka_headers_t *h = headers_for(o, meta);
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            b->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)val, len),
+            b->producer, RD_KAFKA_V_TOPIC(o->d.topic), RD_KAFKA_V_VALUE((void *)val, len),
             RD_KAFKA_V_KEY((void *)key, klen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(o), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -180,57 +229,266 @@ static int produce_one(broker_t *b, out_t *o, const char *topic, const ifq_msgme
     }
 }
 
-static void meta_of(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, char *tp, size_t tpsize)
+static void meta_of(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, hdrbuf_t *hb)
 {
     meta->topic = rd_kafka_topic_name(m->rkt);
     meta->partition = m->partition;
     meta->offset = m->offset;
     rd_kafka_timestamp_type_t tstype;
     meta->timestamp = rd_kafka_message_timestamp(m, &tstype);
-    meta->traceparent = ifq_kafka_header(m, "traceparent", tp, tpsize) > 0 ? tp : NULL;
+    meta->traceparent = ifq_kafka_header(m, "traceparent", hb->tp, sizeof(hb->tp)) > 0 ? hb->tp
+                                                                                      : NULL;
+    meta->sig_team =
+        ifq_kafka_header(m, "inferq-team", hb->team, sizeof(hb->team)) > 0 ? hb->team : NULL;
+    meta->signature =
+        ifq_kafka_header(m, "inferq-signature", hb->sig, sizeof(hb->sig)) > 0 ? hb->sig : NULL;
 }
 
-/* Runs one batch to completion. Returns 0, or -1 when an outcome could not
- * be made durable (the caller then exits without committing). */
+/* Results for a client-named reply topic that failed (it does not exist)
+ * go to the default reply topic instead, so they never stall a partition.
+ * Returns the number retargeted. */
+static int retarget_failed_replies(broker_t *b, out_t *outs, size_t n)
+{
+    int moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        out_t *o = &outs[i];
+        if (o->delivered < 0 && o->d.kind == IFQ_OUT_RESULT &&
+            strcmp(o->d.topic, b->cfg->topic_replies) != 0) {
+            ifq_warn("reply_topic_failed", "reply_to %s: %s; using %s", o->d.topic,
+                     rd_kafka_err2str(o->err), b->cfg->topic_replies);
+            snprintf(o->d.topic, sizeof(o->d.topic), "%s", b->cfg->topic_replies);
+            moved++;
+        }
+    }
+    return moved;
+}
+
+static rd_kafka_topic_partition_list_t *batch_offsets(const ifq_msgmeta_t *metas, size_t n)
+{
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(offs, metas[i].topic, metas[i].partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(offs, metas[i].topic, metas[i].partition);
+        if (metas[i].offset + 1 > p->offset)
+            p->offset = metas[i].offset + 1;
+    }
+    return offs;
+}
+
+/* At least once: produce, wait for every acknowledgement, then commit. */
+static int publish_plain(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, size_t n)
+{
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            if (outs[i].delivered != 1)
+                produce_one(b, &outs[i], &metas[i]);
+        while (b->outstanding > 0)
+            rd_kafka_poll(b->producer, 100);
+        if (!retarget_failed_replies(b, outs, n))
+            break;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (outs[i].delivered != 1) {
+            ifq_error("produce_failed", "%s[%d]@%lld -> %s: %s", metas[i].topic,
+                      (int)metas[i].partition, (long long)metas[i].offset, outs[i].d.topic,
+                      rd_kafka_err2str(outs[i].err));
+            return -1;
+        }
+    rd_kafka_topic_partition_list_t *offs = batch_offsets(metas, n);
+    rd_kafka_resp_err_t err = rd_kafka_commit(b->consumer, offs, 1);
+    if (err)
+        ifq_warn("commit_failed", "%s", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(offs);
+    return 0;
+}
+
+/* Exactly once: the batch's outputs and its consumer offsets in one
+ * transaction. An abortable error aborts and publishes the batch again in a
+ * new transaction (the batch is still in memory); a fatal one (fenced by a
+ * newer instance) returns -1. */
+static int publish_txn(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, size_t n)
+{
+    for (int attempt = 0; attempt < TXN_ATTEMPTS && !stop_requested; attempt++) {
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(b->producer);
+        if (e) {
+            ifq_error("transaction_failed", "begin: %s", rd_kafka_error_string(e));
+            int fatal = rd_kafka_error_is_fatal(e);
+            rd_kafka_error_destroy(e);
+            if (fatal)
+                return -1;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            outs[i].delivered = 0;
+            produce_one(b, &outs[i], &metas[i]);
+        }
+        rd_kafka_flush(b->producer, 60000);
+        int failed = 0;
+        for (size_t i = 0; i < n; i++)
+            failed += outs[i].delivered != 1;
+        if (!failed) {
+            rd_kafka_topic_partition_list_t *offs = batch_offsets(metas, n);
+            rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(b->consumer);
+            e = rd_kafka_send_offsets_to_transaction(b->producer, offs, gm, -1);
+            rd_kafka_consumer_group_metadata_destroy(gm);
+            rd_kafka_topic_partition_list_destroy(offs);
+            if (!e)
+                e = rd_kafka_commit_transaction(b->producer, -1);
+            if (!e)
+                return 0;
+            ifq_warn("transaction_failed", "commit: %s", rd_kafka_error_string(e));
+            if (rd_kafka_error_is_fatal(e)) {
+                rd_kafka_error_destroy(e);
+                return -1;
+            }
+            rd_kafka_error_destroy(e);
+        } else {
+            retarget_failed_replies(b, outs, n);
+        }
+        atomic_fetch_add(&b->n_txn_aborts, 1);
+        e = rd_kafka_abort_transaction(b->producer, -1);
+        if (e) {
+            ifq_error("transaction_failed", "abort: %s", rd_kafka_error_string(e));
+            int fatal = rd_kafka_error_is_fatal(e);
+            rd_kafka_error_destroy(e);
+            if (fatal)
+                return -1;
+        }
+    }
+    return -1;
+}
+
+/* ---- the batch -------------------------------------------------------------- */
+
+static void queue_state(broker_t *b, const ifq_decision_t *d, const ifq_msgmeta_t *meta)
+{
+    const char *kv[12];
+    size_t nkv = 0;
+    char trace_id[33], received[24];
+    kv[nkv++] = "model";
+    kv[nkv++] = d->model_requested;
+    if (d->kind == IFQ_OUT_ROUTE) {
+        kv[nkv++] = "deployment";
+        kv[nkv++] = d->deployment;
+    } else if (d->error_code) {
+        kv[nkv++] = "error_code";
+        kv[nkv++] = d->error_code;
+    }
+    if (d->team[0]) {
+        kv[nkv++] = "team";
+        kv[nkv++] = d->team;
+    }
+    snprintf(trace_id, sizeof(trace_id), "%.32s", d->traceparent + 3);
+    kv[nkv++] = "trace_id";
+    kv[nkv++] = trace_id;
+    /* received_ms is when the client's message reached Kafka. */
+    snprintf(received, sizeof(received), "%lld", (long long)meta->timestamp);
+    kv[nkv++] = "received_ms";
+    kv[nkv++] = received;
+    ifq_state_queue(b->state, d->custom_id, d->id, d->state, kv, nkv);
+}
+
+/* Rate limits, budgets and the cache, for the routed requests of the batch:
+ * one Redis round trip. Redis being down admits (and logs): the gateway
+ * degrades to unlimited rather than stopping. */
+static void admission_stage(broker_t *b, out_t *outs, size_t n, int64_t now)
+{
+    int queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        ifq_decision_t *d = &outs[i].d;
+        outs[i].admit.status = IFQ_ADMIT_OK;
+        if (d->kind != IFQ_OUT_ROUTE)
+            continue;
+        if (d->cache_key[0]) {
+            ifq_cache_lookup(b->state, b->cfg->prefix, d->cache_key, &outs[i].cached);
+            queued++;
+        }
+        const ifq_team_t *team = ifq_config_team(b->cfg, d->team);
+        if (ifq_limits_apply(team, d->model_requested)) {
+            ifq_limits_admit(b->limits, team, d->model_requested, d->est_tokens, d->est_cost, now,
+                             &outs[i].admit);
+            queued++;
+        }
+    }
+    if (!queued)
+        return;
+    char errstr[256];
+    if (ifq_state_flush(b->state, errstr, sizeof(errstr)) != IFQ_OK)
+        ifq_warn("admission_unavailable", "%s; admitting without limits", errstr);
+    for (size_t i = 0; i < n; i++) {
+        out_t *o = &outs[i];
+        if (o->d.kind != IFQ_OUT_ROUTE)
+            continue;
+        if (o->cached) {
+            /* A cached answer costs nothing, so it is served even over a
+             * limit; its admission (if any) already counted it. */
+            ifq_decision_cached(&o->d, o->cached, now);
+            json_decref(o->cached);
+            o->cached = NULL;
+            atomic_fetch_add(&b->n_cache_hits, 1);
+            continue;
+        }
+        if (o->admit.status == IFQ_ADMIT_RATE || o->admit.status == IFQ_ADMIT_BUDGET) {
+            int rate = o->admit.status == IFQ_ADMIT_RATE;
+            char msg[256];
+            snprintf(msg, sizeof(msg), "team %s is over its %s %s; retry in %lld ms", o->d.team,
+                     o->admit.which, rate ? "rate limit" : "budget",
+                     (long long)o->admit.retry_after_ms);
+            json_t *extra = json_pack("{sI ss}", "retry_after_ms",
+                                      (json_int_t)o->admit.retry_after_ms, "limit", o->admit.which);
+            ifq_decision_reject(&o->d, "rejected", rate ? "rate_limited" : "budget_exceeded", msg,
+                                extra, now);
+            json_decref(extra);
+            atomic_fetch_add(rate ? &b->n_rate_limited : &b->n_budget, 1);
+        } else if (o->admit.status == IFQ_ADMIT_OK && o->d.request) {
+            /* The window the tokens were counted in, for the worker's
+             * reconciliation with the real usage. */
+            json_t *ext = json_object_get(o->d.request, "inferq");
+            if (ifq_limits_apply(ifq_config_team(b->cfg, o->d.team), o->d.model_requested))
+                json_object_set_new(ext, "limit_minute", json_integer(o->admit.minute));
+        }
+    }
+}
+
+static void refresh_health(broker_t *b)
+{
+    int64_t now = ifq_mono_ms();
+    if (now - b->health_read_ms < 1000)
+        return;
+    b->health_read_ms = now;
+    if (ifq_state_read_health(b->state, b->cfg, &b->health) != IFQ_OK)
+        ifq_warn("health_unavailable", "cannot read deployment health from redis");
+}
+
+/* Runs one batch to completion. Returns 0, or -1 when its outcomes could
+ * not be made durable (the caller then exits without committing). */
 static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
 {
     out_t *outs = calloc(n, sizeof(*outs));
     ifq_msgmeta_t *metas = calloc(n, sizeof(*metas));
-    char(*tps)[64] = calloc(n, sizeof(*tps));
-    if (!outs || !metas || !tps) {
+    hdrbuf_t *hbs = calloc(n, sizeof(*hbs));
+    if (!outs || !metas || !hbs) {
         free(outs);
         free(metas);
-        free(tps);
+        free(hbs);
         return -1;
     }
+    refresh_health(b);
     int64_t now = ifq_now_ms();
     for (size_t i = 0; i < n; i++) {
-        meta_of(msgs[i], &metas[i], tps[i], sizeof(tps[i]));
+        meta_of(msgs[i], &metas[i], &hbs[i]);
         outs[i].src = msgs[i];
-        ifq_pipeline_decide(b->cfg, b->avro, msgs[i]->payload, msgs[i]->len, &metas[i], now,
+        ifq_pipeline_decide(&b->pipeline, msgs[i]->payload, msgs[i]->len, &metas[i], now,
                             &outs[i].d);
+    }
+    admission_stage(b, outs, n, now);
+    for (size_t i = 0; i < n; i++) {
         ifq_decision_t *d = &outs[i].d;
+        ifq_decision_finish(d);
         if (d->kind != IFQ_OUT_DLQ) {
-            const char *kv[10];
-            size_t nkv = 0;
-            kv[nkv++] = "model";
-            kv[nkv++] = d->model_requested;
-            if (d->kind == IFQ_OUT_ROUTE) {
-                kv[nkv++] = "deployment";
-                kv[nkv++] = d->deployment;
-            } else {
-                kv[nkv++] = "error_code";
-                kv[nkv++] = d->error_code;
-            }
-            char trace_id[33], received[24];
-            snprintf(trace_id, sizeof(trace_id), "%.32s", d->traceparent + 3);
-            kv[nkv++] = "trace_id";
-            kv[nkv++] = trace_id;
-            /* received_ms is when the client's message reached Kafka. */
-            snprintf(received, sizeof(received), "%lld", (long long)metas[i].timestamp);
-            kv[nkv++] = "received_ms";
-            kv[nkv++] = received;
-            ifq_state_queue(b->state, d->custom_id, d->id, d->state, kv, nkv);
+            queue_state(b, d, &metas[i]);
         } else {
             ifq_log_fields(IFQ_LOG_WARN, "dead_lettered",
                            json_pack("{ss si sI ss}", "topic", metas[i].topic, "partition",
@@ -245,86 +503,58 @@ static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
         ifq_warn("state_flush_failed", "%s (requests still flow; state catches up)", errstr);
     atomic_store(&b->redis_ok, redis_ok);
 
-    int rc = 0;
-    for (size_t i = 0; i < n; i++)
-        if (produce_one(b, &outs[i], outs[i].d.topic, &metas[i]) < 0)
-            rc = -1;
-    while (b->outstanding > 0)
-        rd_kafka_poll(b->producer, 100);
-
-    /* A client-named reply topic that does not exist must not stall the
-     * partition: the result goes to the default reply topic instead. */
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        out_t *o = &outs[i];
-        if (o->delivered < 0 && o->d.kind == IFQ_OUT_RESULT &&
-            strcmp(o->d.topic, b->cfg->topic_replies) != 0) {
-            ifq_warn("reply_topic_failed", "reply_to %s: %s; using %s", o->d.topic,
-                     rd_kafka_err2str(o->err), b->cfg->topic_replies);
-            produce_one(b, o, b->cfg->topic_replies, &metas[i]);
-        }
-    }
-    while (b->outstanding > 0)
-        rd_kafka_poll(b->producer, 100);
-
+    int rc = b->transactions ? publish_txn(b, outs, metas, n) : publish_plain(b, outs, metas, n);
     for (size_t i = 0; i < n; i++) {
         out_t *o = &outs[i];
-        if (o->delivered != 1) {
+        if (rc == 0) {
+            if (o->d.kind == IFQ_OUT_ROUTE)
+                atomic_fetch_add(&b->n_routed, 1);
+            else if (o->d.kind == IFQ_OUT_DLQ)
+                atomic_fetch_add(&b->n_dlq, 1);
+            else if (strcmp(o->d.state, "expired") == 0)
+                atomic_fetch_add(&b->n_expired, 1);
+            else if (strcmp(o->d.state, "rejected") == 0)
+                atomic_fetch_add(&b->n_rejected, 1);
+        } else {
             atomic_fetch_add(&b->n_produce_errors, 1);
-            ifq_error("produce_failed", "%s[%d]@%lld -> %s: %s", metas[i].topic,
-                      (int)metas[i].partition, (long long)metas[i].offset, o->d.topic,
-                      rd_kafka_err2str(o->err));
-            rc = -1;
-        } else if (o->d.kind == IFQ_OUT_ROUTE)
-            atomic_fetch_add(&b->n_routed, 1);
-        else if (o->d.kind == IFQ_OUT_DLQ)
-            atomic_fetch_add(&b->n_dlq, 1);
-        else if (strcmp(o->d.state, "expired") == 0)
-            atomic_fetch_add(&b->n_expired, 1);
-        else
-            atomic_fetch_add(&b->n_rejected, 1);
+        }
+        json_decref(o->cached);
         ifq_decision_clear(&o->d);
     }
-    if (rc == 0) {
-        rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
-        for (size_t i = 0; i < n; i++) {
-            rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
-                offs, metas[i].topic, metas[i].partition);
-            if (!p)
-                p = rd_kafka_topic_partition_list_add(offs, metas[i].topic, metas[i].partition);
-            if (metas[i].offset + 1 > p->offset)
-                p->offset = metas[i].offset + 1;
-        }
-        rd_kafka_resp_err_t err = rd_kafka_commit(b->consumer, offs, 1);
-        if (err)
-            ifq_warn("commit_failed", "%s", rd_kafka_err2str(err));
-        rd_kafka_topic_partition_list_destroy(offs);
+    if (rc == 0)
         atomic_fetch_add(&b->n_batches, 1);
-    }
     free(outs);
     free(metas);
-    free(tps);
+    free(hbs);
     return rc;
 }
 
+/* ---- main -------------------------------------------------------------------- */
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: inferq-broker --config FILE [--log-level debug|info|warn|error]\n");
+    fprintf(stderr, "usage: inferq-broker --config FILE [--instance-id ID] "
+                    "[--log-level debug|info|warn|error]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *config_path = getenv("INFERQ_CONFIG");
     const char *level = NULL;
+    const char *instance = getenv("INFERQ_INSTANCE_ID");
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"log-level", required_argument, NULL, 'l'},
+                                         {"instance-id", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:i:h", opts, NULL)) != -1) {
         if (c == 'c')
             config_path = optarg;
         else if (c == 'l')
             level = optarg;
+        else if (c == 'i')
+            instance = optarg;
         else {
             usage();
             return c == 'h' ? 0 : 2;
@@ -349,6 +579,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
+    ifq_admin_t *admin = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_message_t **msgs = NULL;
+    b.health.n = b.cfg->n_deployments;
+    b.health.deps = calloc(b.cfg->n_deployments ? b.cfg->n_deployments : 1,
+                           sizeof(*b.health.deps));
+    for (size_t i = 0; i < b.health.n; i++)
+        b.health.deps[i].inflight = -1;
     b.avro = ifq_avro_new(errstr, sizeof(errstr));
     if (!b.avro) {
         ifq_error("startup_failed", "avro: %s", errstr);
@@ -360,30 +598,75 @@ int main(int argc, char **argv)
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
+    b.limits = ifq_limits_new(b.state, b.cfg, errstr, sizeof(errstr));
+    if (!b.limits) {
+        ifq_error("startup_failed", "limits: %s", errstr);
+        goto out;
+    }
     atomic_store(&b.redis_ok, 1);
-    b.producer = ifq_kafka_producer_new(b.cfg, dr_cb, &b, errstr, sizeof(errstr));
+    b.pipeline.cfg = b.cfg;
+    b.pipeline.avro = b.avro;
+    b.pipeline.health = &b.health;
+    b.pipeline.rng = (uint64_t)ifq_mono_us() ^ ((uint64_t)getpid() << 20);
+
+    /* A stable transactional.id per broker instance lets a restarted
+     * instance fence its predecessor and abort its open transaction at
+     * once, instead of leaving read_committed consumers waiting for it to
+     * time out. */
+    b.transactions = b.cfg->transactions;
+    char txn_id[256] = "";
+    if (b.transactions) {
+        char host[128] = "host";
+        gethostname(host, sizeof(host) - 1);
+        if (b.cfg->transactional_id)
+            snprintf(txn_id, sizeof(txn_id), "%s%s%s", b.cfg->transactional_id,
+                     instance ? "-" : "", instance ? instance : "");
+        else
+            snprintf(txn_id, sizeof(txn_id), "%s-%s-%s", b.cfg->broker_group, host,
+                     instance ? instance : "0");
+    }
+    b.producer = ifq_kafka_producer_new(b.cfg, dr_cb, &b, txn_id[0] ? txn_id : NULL, errstr,
+                                        sizeof(errstr));
     if (!b.producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
         goto out;
     }
     if (b.cfg->create_topics) {
-        size_t nt = 4 + b.cfg->n_deployments;
+        size_t nt = 4 + 3 * b.cfg->n_deployments;
         const char **topics = calloc(nt, sizeof(*topics));
+        char(*lanes)[IFQ_MAX_TOPIC + 1] = calloc(3 * b.cfg->n_deployments + 1, sizeof(*lanes));
         topics[0] = b.cfg->topic_requests;
         topics[1] = b.cfg->topic_replies;
         topics[2] = b.cfg->topic_traces;
         topics[3] = b.cfg->topic_dlq;
         for (size_t i = 0; i < b.cfg->n_deployments; i++)
-            topics[4 + i] = b.cfg->deployments[i].topic;
+            for (int lane = 0; lane < 3; lane++) {
+                ifq_lane_topic(b.cfg, &b.cfg->deployments[i], lane, lanes[3 * i + lane],
+                               sizeof(lanes[0]));
+                topics[4 + 3 * i + lane] = lanes[3 * i + lane];
+            }
         int trc = ifq_kafka_ensure_topics(b.producer, b.cfg, topics, nt, 15000, errstr,
                                           sizeof(errstr));
         free(topics);
+        free(lanes);
         if (trc != IFQ_OK) {
             ifq_error("startup_failed", "%s", errstr);
             goto out;
         }
     }
-    b.consumer = ifq_kafka_consumer_new(b.cfg, b.cfg->broker_group, rebalance_cb, &b, errstr, sizeof(errstr));
+    if (b.transactions) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(b.producer, 30000);
+        if (e) {
+            ifq_error("startup_failed",
+                      "transactions: %s (set broker.transactions: false for a Kafka without "
+                      "transaction support)",
+                      rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            goto out;
+        }
+    }
+    b.consumer = ifq_kafka_consumer_new(b.cfg, b.cfg->broker_group, rebalance_cb, &b, errstr,
+                                        sizeof(errstr));
     if (!b.consumer) {
         ifq_error("startup_failed", "consumer: %s", errstr);
         goto out;
@@ -402,26 +685,33 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    ifq_admin_handlers_t ah = {.ready = broker_ready, .metrics = broker_metrics, .opaque = &b};
-    ifq_admin_t *admin = ifq_admin_start(b.cfg->broker_admin_port, &ah, errstr, sizeof(errstr));
+    ifq_admin_handlers_t ah = {.ready = broker_ready,
+                               .metrics = broker_metrics,
+                               .models = broker_models,
+                               .opaque = &b};
+    admin = ifq_admin_start(b.cfg->broker_admin_port, &ah, errstr, sizeof(errstr));
     if (!admin && b.cfg->broker_admin_port > 0) {
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
-    ifq_info("started", "consuming %s and %s, %zu deployment(s), %zu alias(es)",
-             b.cfg->topic_requests, team_re, b.cfg->n_deployments, b.cfg->n_aliases);
+    ifq_info("started", "consuming %s and %s, %zu deployment(s), %zu alias(es), %zu team(s)%s%s",
+             b.cfg->topic_requests, team_re, b.cfg->n_deployments, b.cfg->n_aliases,
+             b.cfg->n_teams, b.transactions ? ", transactional id " : ", no transactions",
+             txn_id);
 
-    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(b.consumer);
+    q = rd_kafka_queue_get_consumer(b.consumer);
     size_t cap = (size_t)b.cfg->broker_batch_size;
-    rd_kafka_message_t **msgs = calloc(cap, sizeof(*msgs));
+    msgs = calloc(cap, sizeof(*msgs));
     rc = 0;
     while (!stop_requested) {
         /* Wait for the first message, then take whatever else is already
          * fetched without waiting: low latency when idle, big batches under
          * load (consume_batch alone would wait out its timeout to fill up). */
         rd_kafka_message_t *first = rd_kafka_consumer_poll(b.consumer, 200);
-        if (!first)
+        if (!first) {
+            refresh_health(&b);
             continue;
+        }
         msgs[0] = first;
         ssize_t n = cap > 1 ? rd_kafka_consume_batch_queue(q, 0, msgs + 1, cap - 1) : 0;
         n = n < 0 ? 1 : n + 1;
@@ -450,20 +740,23 @@ int main(int argc, char **argv)
             break;
         }
     }
-    free(msgs);
-    rd_kafka_queue_destroy(q);
     ifq_info("stopping", "closing the consumer");
     rd_kafka_consumer_close(b.consumer);
-    ifq_admin_stop(admin);
 out:
+    free(msgs);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    ifq_admin_stop(admin);
     if (b.consumer)
         rd_kafka_destroy(b.consumer);
     if (b.producer) {
         rd_kafka_flush(b.producer, 5000);
         rd_kafka_destroy(b.producer);
     }
+    ifq_limits_destroy(b.limits);
     ifq_state_destroy(b.state);
     ifq_avro_destroy(b.avro);
+    free(b.health.deps);
     ifq_config_destroy(b.cfg);
     return rc;
 }

@@ -47,6 +47,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         size_t n = a->h.metrics ? a->h.metrics(a->h.opaque, buf, ADMIN_METRICS_MAX) : 0;
         return reply(c, 200, "text/plain; version=0.0.4", buf, n);
     }
+    if (strcmp(url, "/v1/models") == 0 && a->h.models) {
+        int status = 200;
+        const char *team = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "team");
+        char *body = a->h.models(a->h.opaque, team, &status);
+        if (!body)
+            return reply(c, 500, "text/plain", strdup("error\n"), 6);
+        return reply(c, (unsigned)status, "application/json", body, strlen(body));
+    }
     return reply(c, 404, "text/plain", strdup("not found\n"), 10);
 }
 

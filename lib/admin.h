@@ -1,7 +1,8 @@
 /*
  * admin.h - the admin HTTP endpoint every program exposes (libmicrohttpd):
  * GET /healthz (process alive), GET /readyz (dependencies reachable and
- * work assigned), GET /metrics (Prometheus text). Handlers run on the
+ * work assigned), GET /metrics (Prometheus text), GET /v1/models (the
+ * catalog a team may use, OpenAI's list shape). Handlers run on the
  * server's thread, so the callbacks must only read thread-safe state.
  */
 #ifndef IFQ_ADMIN_H
@@ -17,6 +18,9 @@ typedef struct {
     /* Appends Prometheus text to buf (at most size bytes, NUL-terminated);
      * returns the length written. */
     size_t (*metrics)(void *opaque, char *buf, size_t size);
+    /* GET /v1/models[?team=T]: returns a malloc'd JSON body and sets *status;
+     * NULL callback = 404. */
+    char *(*models)(void *opaque, const char *team, int *status);
     void *opaque;
 } ifq_admin_handlers_t;
 

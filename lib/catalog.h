@@ -19,4 +19,11 @@ typedef struct {
 /* Returns IFQ_OK and fills out, or IFQ_ERR_NOTFOUND. */
 int ifq_catalog_resolve(const ifq_config_t *cfg, const char *model, ifq_route_t *out);
 
+/* The models a team may use (all when team is NULL), in OpenAI's list shape
+ * {"object":"list","data":[{"id","object":"model","owned_by":"inferq",
+ * "inferq":{kind, strategy, deployments, tier, context_window, price, health}}]}.
+ * health (const ifq_health_t *, may be NULL) adds circuit state and
+ * in-flight counts. Caller owns the result. */
+json_t *ifq_catalog_models(const ifq_config_t *cfg, const char *team, const void *health);
+
 #endif

@@ -53,11 +53,17 @@ fail:
 
 rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
-                                   void *opaque, char *errstr, size_t errstr_size)
+                                   void *opaque, const char *transactional_id, char *errstr,
+                                   size_t errstr_size)
 {
     rd_kafka_conf_t *conf = base_conf(cfg, errstr, errstr_size);
     if (!conf)
         return NULL;
+    if (transactional_id &&
+        conf_set(conf, "transactional.id", transactional_id, errstr, errstr_size) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
     /* Defaults first; an operator's kafka.properties were applied already
      * and must win, so only set what they did not. */
     static const char *const defaults[][2] = {

@@ -403,6 +403,10 @@ int ifq_state_read_health(ifq_state_t *st, const ifq_config_t *cfg, ifq_health_t
                 if (r->element[1]->str)
                     ifq_parse_i64(r->element[1]->str, &t);
                 h->circuit_changed_ms = t;
+                /* An open circuit nobody refreshed for longer than the open
+                 * period has half-opened by now. */
+                if (h->circuit_open == 1 && now - t > cfg->circuit_open_ms)
+                    h->circuit_open = 2;
             } else if (h && part == 1 && r->type == REDIS_REPLY_ARRAY) {
                 /* Each worker writes "<count> <epoch ms>"; reports older
                  * than 10 s are from workers that are gone. */

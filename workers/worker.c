@@ -28,6 +28,7 @@
 #include "config.h"
 #include "envelope.h"
 #include "kafka.h"
+#include "limits.h"
 #include "log.h"
 #include "offsets.h"
 #include "provider.h"
@@ -83,6 +84,7 @@ typedef struct job {
     int64_t model_ms; /* summed over attempts */
 
     int is_probe;  /* the half-open circuit's trial request */
+    int lane;      /* ifq_priority_t of the request */
     char *out;    /* the produced value (result or failover routed message) */
     size_t out_len;
     char out_topic[IFQ_MAX_TOPIC + 1];
@@ -109,6 +111,10 @@ typedef struct consumer {
     struct worker *w;
     ifq_deployment_t *dep;
     circuit_t circuit;
+    /* Priority lanes: each assigned partition's queue is forwarded to the
+     * queue of its lane, and intake drains high, then normal, then low. */
+    rd_kafka_queue_t *lane_q[3];
+    char lane_topic[3][IFQ_MAX_TOPIC + 1];
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     char group[IFQ_MAX_NAME * 2];
@@ -134,6 +140,8 @@ typedef struct worker {
     int draining;
     int fatal;
     int64_t last_commit_ms;
+    int64_t last_publish_ms;
+    char worker_id[160];
     uint64_t rng;
     atomic_int ready;
     atomic_llong n_succeeded, n_failed, n_expired, n_failover, n_retries, n_skipped, n_http;
@@ -208,6 +216,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_queue_t *pq =
+                rd_kafka_queue_get_partition(rk, parts->elems[i].topic, parts->elems[i].partition);
+            if (!pq)
+                continue;
+            int lane = 0;
+            for (int l = 0; l < 3; l++)
+                if (strcmp(parts->elems[i].topic, c->lane_topic[l]) == 0)
+                    lane = l;
+            rd_kafka_queue_forward(pq, c->lane_q[lane]);
+            rd_kafka_queue_destroy(pq);
+        }
         if (c->paused)
             rd_kafka_pause_partitions(rk, parts);
         c->assigned_once = 1;
@@ -381,9 +401,29 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
                   1e6;
     json_object_set_new(ext, "cost_usd", json_real(cost));
     usage_count(w, j->dep->name, in_tok, out_tok, cost);
-    json_object_set_new(ext, "cache_hit", json_false());
     const char *rid = j->request_id[0] ? j->request_id
                                         : json_string_value(json_object_get(body, "id"));
+    const char *team = json_string_value(json_object_get(j->ext, "team"));
+    if (team) {
+        json_object_set_new(ext, "team", json_string(team));
+        ifq_limits_account(w->state, w->cfg->prefix, team,
+                           json_string_value(json_object_get(j->ext, "model_requested")),
+                           json_integer_value(json_object_get(j->ext, "limit_minute")),
+                           json_integer_value(json_object_get(j->ext, "est_tokens")),
+                           in_tok + out_tok, in_tok, out_tok, cost, ifq_now_ms());
+    }
+    json_t *routing = json_object_get(j->ext, "routing");
+    if (routing)
+        json_object_set(ext, "routing", routing);
+    const char *cache_key = json_string_value(json_object_get(j->ext, "cache_key"));
+    if (cache_key && status >= 200 && status < 300) {
+        json_t *entry = json_pack("{s{si ss sO} ss sO}", "response", "status_code", (int)status,
+                                  "request_id", rid ? rid : "", "body", body, "deployment",
+                                  j->dep->name, "usage", json_object_get(ext, "usage"));
+        ifq_cache_store(w->state, w->cfg, cache_key, entry);
+        json_decref(entry);
+    }
+    json_object_set_new(ext, "cache_hit", json_false());
     ifq_result_set_response(res, (int)status, rid, body);
     atomic_fetch_add(&w->n_succeeded, 1);
     finish_result(w, j, res, "succeeded");
@@ -402,7 +442,7 @@ static int failover(worker_t *w, job_t *j)
     if (!next)
         return -1;
     json_object_set_new(j->ext, "hop", json_integer(hop + 1));
-    snprintf(j->out_topic, sizeof(j->out_topic), "%s", next->topic);
+    ifq_lane_topic(w->cfg, next, j->lane, j->out_topic, sizeof(j->out_topic));
     j->out = ifq_json_dump(j->routed, &j->out_len);
     j->final_state = NULL;
     atomic_fetch_add(&w->n_failover, 1);
@@ -785,6 +825,19 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /* ---- intake ------------------------------------------------------------- */
 
+/* The next message by priority: high, normal, low; then the consumer's own
+ * queue, which also serves rebalance events. */
+static rd_kafka_message_t *next_message(consumer_t *c)
+{
+    static const int order[] = {IFQ_PRIO_HIGH, IFQ_PRIO_NORMAL, IFQ_PRIO_LOW};
+    for (int k = 0; k < 3; k++) {
+        rd_kafka_message_t *m = rd_kafka_consume_queue(c->lane_q[order[k]], 0);
+        if (m)
+            return m;
+    }
+    return rd_kafka_consume_queue(c->q, 0);
+}
+
 static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_message_t *m)
 {
     job_t *j = calloc(1, sizeof(*j));
@@ -810,6 +863,10 @@ static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_messag
     const char *tp = json_string_value(json_object_get(j->ext, "traceparent"));
     snprintf(j->traceparent, sizeof(j->traceparent), "%s",
              tp ? tp : "00-00000000000000000000000000000000-0000000000000000-00");
+    const char *prio = json_string_value(json_object_get(j->routed, "priority"));
+    j->lane = prio && strcmp(prio, "high") == 0  ? IFQ_PRIO_HIGH
+              : prio && strcmp(prio, "low") == 0 ? IFQ_PRIO_LOW
+                                                 : IFQ_PRIO_NORMAL;
     json_int_t dl = json_integer_value(json_object_get(j->routed, "deadline_ms"));
     j->deadline_ms = dl > 0 ? dl : 0;
     const char *url = json_string_value(json_object_get(j->routed, "url"));
@@ -876,7 +933,7 @@ static void intake(worker_t *w, consumer_t *c)
                    atomic_load(&w->inflight_gauge) + n < w->cfg->worker_max_inflight;
         if (!room)
             break;
-        rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
+        rd_kafka_message_t *m = next_message(c);
         if (!m)
             break;
         if (m->err) {
@@ -983,6 +1040,24 @@ static void reap_http(worker_t *w)
     }
 }
 
+/* Tells brokers how busy each deployment is here (least-busy routing):
+ * "<in flight> <epoch ms>" under this worker's id; stale entries of dead
+ * workers are ignored by readers after 10 s and expire after a minute. */
+static void publish_inflight(worker_t *w)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
+    for (size_t i = 0; i < w->ncons; i++) {
+        char key[IFQ_MAX_TOPIC + 64], val[64];
+        snprintf(key, sizeof(key), "%s:inflight:%s", w->cfg->prefix, w->cons[i].dep->name);
+        snprintf(val, sizeof(val), "%d %s", w->cons[i].inflight, now);
+        const char *hset[] = {"HSET", key, w->worker_id, val};
+        const char *exp[] = {"EXPIRE", key, "60"};
+        ifq_state_queue_cmd(w->state, 4, hset);
+        ifq_state_queue_cmd(w->state, 3, exp);
+    }
+}
+
 static int64_t now_ms_since(int64_t t)
 {
     return ifq_mono_ms() - t;
@@ -1031,6 +1106,9 @@ int main(int argc, char **argv)
     }
     char errstr[512];
     worker_t w = {0};
+    char host[128] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(w.worker_id, sizeof(w.worker_id), "%s-%d", host, (int)getpid());
     w.rng = (uint64_t)ifq_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     w.cfg = ifq_config_load(config_path, errstr, sizeof(errstr));
     if (!w.cfg) {
@@ -1100,7 +1178,7 @@ int main(int argc, char **argv)
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
-    w.producer = ifq_kafka_producer_new(w.cfg, dr_cb, &w, errstr, sizeof(errstr));
+    w.producer = ifq_kafka_producer_new(w.cfg, dr_cb, &w, NULL, errstr, sizeof(errstr));
     if (!w.producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
         goto out;
@@ -1108,15 +1186,20 @@ int main(int argc, char **argv)
     rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(w.producer);
     rd_kafka_queue_io_event_enable(mainq, w.wake[1], "1", 1);
     if (w.cfg->create_topics) {
-        const char **topics = calloc(w.ncons + 2, sizeof(*topics));
+        const char **topics = calloc(3 * w.ncons + 2, sizeof(*topics));
+        char(*lanes)[IFQ_MAX_TOPIC + 1] = calloc(3 * w.ncons, sizeof(*lanes));
         size_t nt = 0;
         topics[nt++] = w.cfg->topic_replies;
         topics[nt++] = w.cfg->topic_dlq;
         for (size_t i = 0; i < w.ncons; i++)
-            topics[nt++] = w.cons[i].dep->topic;
+            for (int lane = 0; lane < 3; lane++) {
+                ifq_lane_topic(w.cfg, w.cons[i].dep, lane, lanes[3 * i + lane], sizeof(lanes[0]));
+                topics[nt++] = lanes[3 * i + lane];
+            }
         int trc = ifq_kafka_ensure_topics(w.producer, w.cfg, topics, nt, 15000, errstr,
                                           sizeof(errstr));
         free(topics);
+        free(lanes);
         if (trc != IFQ_OK) {
             ifq_error("startup_failed", "%s", errstr);
             goto out;
@@ -1130,8 +1213,13 @@ int main(int argc, char **argv)
             ifq_error("startup_failed", "consumer: %s", errstr);
             goto out;
         }
-        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(subs, c->dep->topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(3);
+        for (int lane = 0; lane < 3; lane++) {
+            ifq_lane_topic(w.cfg, c->dep, lane, c->lane_topic[lane], sizeof(c->lane_topic[0]));
+            rd_kafka_topic_partition_list_add(subs, c->lane_topic[lane], RD_KAFKA_PARTITION_UA);
+            c->lane_q[lane] = rd_kafka_queue_new(c->rk);
+            rd_kafka_queue_io_event_enable(c->lane_q[lane], w.wake[1], "1", 1);
+        }
         rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, subs);
         rd_kafka_topic_partition_list_destroy(subs);
         if (serr) {
@@ -1179,7 +1267,7 @@ int main(int argc, char **argv)
             /* Serving the queue also runs rebalance callbacks, so it runs
              * even when paused (an empty poll keeps the group membership). */
             if (c->paused || w.draining) {
-                rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
+                rd_kafka_message_t *m = next_message(c);
                 if (m) {
                     /* Already fetched before the pause took effect: take it. */
                     if (!m->err) {
@@ -1215,6 +1303,10 @@ int main(int argc, char **argv)
         char why[256];
         if (ifq_state_pending(w.state) && ifq_state_flush(w.state, why, sizeof(why)) != IFQ_OK)
             ifq_warn("state_flush_failed", "%s", why);
+        if (now_ms_since(w.last_publish_ms) >= 1000) {
+            publish_inflight(&w);
+            w.last_publish_ms = ifq_mono_ms();
+        }
         if (now_ms_since(w.last_commit_ms) >= 200) {
             for (size_t i = 0; i < w.ncons; i++)
                 commit_parts(&w.cons[i], 0);
@@ -1246,6 +1338,9 @@ out:
     for (size_t i = 0; i < w.ncons; i++) {
         if (w.cons[i].q)
             rd_kafka_queue_destroy(w.cons[i].q);
+        for (int lane = 0; lane < 3; lane++)
+            if (w.cons[i].lane_q[lane])
+                rd_kafka_queue_destroy(w.cons[i].lane_q[lane]);
         if (w.cons[i].rk)
             rd_kafka_destroy(w.cons[i].rk);
         for (int k = 0; k < w.cons[i].nparts; k++)

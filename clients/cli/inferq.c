@@ -129,7 +129,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static void client_open(client_t *c, const char *reply_topic)
 {
     char errstr[512];
-    c->producer = ifq_kafka_producer_new(c->cfg, dr_cb, c, errstr, sizeof(errstr));
+    c->producer = ifq_kafka_producer_new(c->cfg, dr_cb, c, NULL, errstr, sizeof(errstr));
     if (!c->producer)
         die("%s", errstr);
     const char *topics[] = {c->cfg->topic_requests, reply_topic};

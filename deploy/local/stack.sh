@@ -287,7 +287,11 @@ start_kafka_embedded() {
   partitions="$(yaml_scalar kafka partitions 4)"
   local args=(--port "$KAFKA_PORT" --bootstrap-file "$RUN/kafka.bootstrap" --partitions "$partitions")
   for t in requests replies traces dlq; do args+=(--topic "$prefix.$t"); done
-  while read -r d; do [[ -n "$d" ]] && args+=(--topic "$prefix.model.$d"); done < <(yaml_children deployments)
+  while read -r d; do
+    [[ -n "$d" ]] || continue
+    # one topic per priority lane (see ifq_lane_topic)
+    args+=(--topic "$prefix.model.$d" --topic "$prefix.model-high.$d" --topic "$prefix.model-low.$d")
+  done < <(yaml_children deployments)
   rm -f "$RUN/kafka.bootstrap"
   start_proc kafka "$mock" "${args[@]}"
 }

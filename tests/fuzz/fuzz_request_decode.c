@@ -12,6 +12,7 @@
 
 static ifq_config_t *cfg;
 static ifq_avro_t *avro;
+static ifq_pipeline_t pipeline;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -24,10 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         avro = ifq_avro_new(err, sizeof(err));
         if (!cfg || !avro)
             abort();
+        pipeline.cfg = cfg;
+        pipeline.avro = avro;
     }
-    ifq_msgmeta_t meta = {"inferq.requests", 0, 42, 1700000000000LL, NULL};
+    ifq_msgmeta_t meta = {.topic = "inferq.requests", .offset = 42, .timestamp = 1700000000000LL};
     ifq_decision_t d;
-    ifq_pipeline_decide(cfg, avro, data, size, &meta, 1800000000000LL, &d);
+    ifq_pipeline_decide(&pipeline, data, size, &meta, 1800000000000LL, &d);
+    ifq_decision_finish(&d);
     if (d.kind == IFQ_OUT_DLQ) {
         if (d.value || !d.reason[0])
             abort();

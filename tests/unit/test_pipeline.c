@@ -26,6 +26,7 @@ static const char cfg_yaml[] = "deployments:\n"
 typedef struct {
     ifq_config_t *cfg;
     ifq_avro_t *avro;
+    ifq_pipeline_t p;
 } fx_t;
 
 static int setup(void **state)
@@ -36,6 +37,9 @@ static int setup(void **state)
     fx.avro = ifq_avro_new(err, sizeof(err));
     if (!fx.cfg || !fx.avro)
         return -1;
+    fx.p.cfg = fx.cfg;
+    fx.p.avro = fx.avro;
+    fx.p.rng = 1;
     *state = &fx;
     return 0;
 }
@@ -48,11 +52,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static const ifq_msgmeta_t meta = {"inferq.requests", 3, 1234, 1700000000000LL, NULL};
+static const ifq_msgmeta_t meta = {
+    .topic = "inferq.requests", .partition = 3, .offset = 1234, .timestamp = 1700000000000LL};
 
 static void decide(fx_t *fx, const char *in, size_t len, ifq_decision_t *d)
 {
-    ifq_pipeline_decide(fx->cfg, fx->avro, in, len, &meta, 1800000000000LL, d);
+    ifq_pipeline_decide(&fx->p, in, len, &meta, 1800000000000LL, d);
+    ifq_decision_finish(d);
 }
 
 static void routes_an_alias_to_the_first_deployment(void **state)
