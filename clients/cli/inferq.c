@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "avro_codec.h"
+#include "catalog.h"
+#include "route.h"
 #include "config.h"
 #include "envelope.h"
 #include "kafka.h"
@@ -556,6 +558,80 @@ static int cmd_status(ifq_config_t *cfg, int argc, char **argv)
     return 0;
 }
 
+static int cmd_models(ifq_config_t *cfg, int argc, char **argv)
+{
+    const char *team = NULL;
+    int as_json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--team") == 0 && i + 1 < argc)
+            team = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else
+            die("usage: inferq models [--team T] [--json]");
+    }
+    if (team && !ifq_config_team(cfg, team))
+        die("no team '%s' in the configuration", team);
+    /* Health comes from what workers publish in Redis; without Redis the
+     * list is still printed, without health. */
+    ifq_health_t health = {cfg->n_deployments, calloc(cfg->n_deployments + 1, sizeof(ifq_dep_health_t))};
+    char errstr[256];
+    ifq_state_t *st =
+        ifq_state_connect(cfg->redis_url, cfg->prefix, cfg->state_ttl_s, errstr, sizeof(errstr));
+    int have_health = st && ifq_state_read_health(st, cfg, &health) == IFQ_OK;
+    ifq_state_destroy(st);
+    json_t *list = ifq_catalog_models(cfg, team, have_health ? &health : NULL);
+    if (as_json) {
+        char *s = json_dumps(list, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        puts(s);
+        free(s);
+    } else {
+        printf("%-24s %-10s %-11s %-34s %s\n", "MODEL", "KIND", "STRATEGY", "DEPLOYMENTS",
+               "HEALTH");
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(list, "data"), i, m)
+        {
+            json_t *ext = json_object_get(m, "inferq");
+            const char *kind = json_string_value(json_object_get(ext, "kind"));
+            char deps[256] = "", health_s[128] = "";
+            size_t dl = 0, hl = 0;
+            json_t *arr = json_object_get(ext, "deployments");
+            size_t k;
+            json_t *d;
+            if (!arr) {
+                arr = json_array();
+                json_array_append(arr, ext);
+            } else {
+                json_incref(arr);
+            }
+            json_array_foreach(arr, k, d)
+            {
+                const char *nm = json_string_value(json_object_get(d, "name"));
+                dl += (size_t)snprintf(deps + dl, dl < sizeof(deps) ? sizeof(deps) - dl : 0, "%s%s",
+                                       k ? "," : "", nm ? nm : "?");
+                json_t *h = json_object_get(d, "health");
+                if (h)
+                    hl += (size_t)snprintf(health_s + hl,
+                                           hl < sizeof(health_s) ? sizeof(health_s) - hl : 0,
+                                           "%s%s", k ? "," : "",
+                                           json_string_value(json_object_get(h, "circuit")));
+            }
+            json_decref(arr);
+            printf("%-24s %-10s %-11s %-34s %s\n", json_string_value(json_object_get(m, "id")),
+                   kind,
+                   json_is_string(json_object_get(ext, "strategy"))
+                       ? json_string_value(json_object_get(ext, "strategy"))
+                       : "-",
+                   deps,
+                   health_s[0] ? health_s : "-");
+        }
+    }
+    json_decref(list);
+    free(health.deps);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: inferq [--config FILE] [--avro] COMMAND ...\n"
@@ -571,6 +647,8 @@ static void usage(FILE *f)
           "      Sends an OpenAI batch input file and writes the output file.\n"
           "  status CUSTOM_ID\n"
           "      Prints the request's state from Redis.\n"
+          "  models [--team T] [--json]\n"
+          "      Lists the models (aliases and deployments) a team may use, with health.\n"
           "\n"
           "The config defaults to $INFERQ_CONFIG, then deploy/local/inferq.yaml;\n"
           "INFERQ_KAFKA_BOOTSTRAP and INFERQ_REDIS_URL override it.\n",
@@ -613,6 +691,8 @@ int main(int argc, char **argv)
         rc = cmd_batch(cfg, sub_argc, sub_argv, use_avro);
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(cfg, sub_argc, sub_argv);
+    else if (strcmp(cmd, "models") == 0)
+        rc = cmd_models(cfg, sub_argc, sub_argv);
     else {
         usage(stderr);
         rc = 2;
