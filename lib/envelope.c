@@ -304,8 +304,7 @@ json_t *ifq_result_new(const char *id, const char *custom_id, const char *model_
     json_object_set_new(ext, "status", json_string("pending"));
     if (model_requested)
         json_object_set_new(ext, "model_requested", json_string(model_requested));
-    if (metadata)
-        json_object_set_new(ext, "metadata", json_deep_copy(metadata));
+    json_object_set_new(ext, "metadata", metadata ? json_deep_copy(metadata) : json_object());
     json_t *res = json_object();
     json_object_set_new(res, "id", json_string(id));
     json_object_set_new(res, "custom_id", json_string(custom_id));

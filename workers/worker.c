@@ -307,7 +307,7 @@ static json_t *attempt_record(job_t *j, long status, const char *err_type, const
 {
     json_t *a = json_pack("{ss si sI}", "deployment", j->dep->name, "attempt", j->attempt,
                           "latency_ms", (json_int_t)latency_ms);
-    json_object_set_new(a, "status", status ? json_integer(status) : json_null());
+    json_object_set_new(a, "status_code", status ? json_integer(status) : json_null());
     if (err_type)
         json_object_set_new(a, "error", json_pack("{ss ss}", "type", err_type, "message", message));
     return a;
