@@ -10,8 +10,15 @@
 #include <time.h>
 
 extern const ifq_provider_t ifq_provider_openai;
+extern const ifq_provider_t ifq_provider_azure;
+extern const ifq_provider_t ifq_provider_anthropic;
+extern const ifq_provider_t ifq_provider_gemini;
+extern const ifq_provider_t ifq_provider_bedrock;
 
-static const ifq_provider_t *const providers[] = {&ifq_provider_openai};
+static const ifq_provider_t *const providers[] = {
+    &ifq_provider_openai, &ifq_provider_azure,   &ifq_provider_anthropic,
+    &ifq_provider_gemini, &ifq_provider_bedrock,
+};
 
 const ifq_provider_t *ifq_provider_find(const char *name)
 {

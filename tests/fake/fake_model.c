@@ -2,8 +2,13 @@
  * fake_model.c - inferq-fake-model, the one fake in inferq's tests.
  *
  * It speaks the OpenAI HTTP API (chat completions, completions, embeddings,
- * models; Azure-style /openai/deployments/<name>/... paths too) with
- * deterministic answers, plus the failure modes a gateway must survive:
+ * models; Azure-style /openai/deployments/<name>/... paths too) and the
+ * dialects of the other providers the gateway translates to: Anthropic
+ * Messages (/v1/messages), Gemini (models/{model}:generateContent,
+ * :embedContent, :batchEmbedContents) and Bedrock Converse
+ * (/model/{modelId}/converse, SigV4 header required but not verified), each
+ * with its own request checks, answer shape and error shape. Answers are
+ * deterministic, plus the failure modes a gateway must survive:
  * error statuses with Retry-After, latency, hangs, truncated JSON, dropped
  * connections and "fail the first N attempts". Failures are scripted by
  * [[fake:NAME=VALUE]] directives in the last user message, so end-to-end
@@ -101,7 +106,40 @@ static uint64_t boot_nonce;
 
 /* ---- statistics -------------------------------------------------------- */
 
-enum fm_ep { EP_NONE, EP_CHAT, EP_COMPL, EP_EMB, EP_MODELS, EP_MODEL_ONE, EP_N };
+enum fm_ep {
+    EP_NONE,
+    EP_CHAT,
+    EP_COMPL,
+    EP_EMB,
+    EP_MODELS,
+    EP_MODEL_ONE,
+    EP_ANTHROPIC,    /* POST /v1/messages */
+    EP_GEMINI,       /* POST /v1beta/models/{model}:generateContent */
+    EP_GEMINI_EMB,   /* POST /v1beta/models/{model}:embedContent */
+    EP_GEMINI_BATCH, /* POST /v1beta/models/{model}:batchEmbedContents */
+    EP_BEDROCK,      /* POST /model/{modelId}/converse */
+    EP_N
+};
+
+/* The API dialect of an endpoint: it decides the request shape, the answer
+ * shape and the error shape. */
+enum fm_dialect { FM_OPENAI, FM_ANTHROPIC, FM_GEMINI, FM_BEDROCK };
+
+static enum fm_dialect fm_dialect_of(enum fm_ep ep)
+{
+    switch (ep) {
+    case EP_ANTHROPIC:
+        return FM_ANTHROPIC;
+    case EP_GEMINI:
+    case EP_GEMINI_EMB:
+    case EP_GEMINI_BATCH:
+        return FM_GEMINI;
+    case EP_BEDROCK:
+        return FM_BEDROCK;
+    default:
+        return FM_OPENAI;
+    }
+}
 
 /* by_path label of each endpoint; EP_NONE counts as "other". */
 static const char *const fm_ep_label[EP_N] = {
@@ -111,6 +149,11 @@ static const char *const fm_ep_label[EP_N] = {
     [EP_EMB] = "/v1/embeddings",
     [EP_MODELS] = "/v1/models",
     [EP_MODEL_ONE] = "/v1/models/{id}",
+    [EP_ANTHROPIC] = "/v1/messages",
+    [EP_GEMINI] = "/v1beta/models/{model}:generateContent",
+    [EP_GEMINI_EMB] = "/v1beta/models/{model}:embedContent",
+    [EP_GEMINI_BATCH] = "/v1beta/models/{model}:batchEmbedContents",
+    [EP_BEDROCK] = "/model/{modelId}/converse",
 };
 
 static struct {
@@ -506,7 +549,10 @@ struct fm_req {
     struct fm_buf body;
     const char *azure_dep; /* borrowed from url: Azure deployment name */
     size_t azure_dep_len;
-    const char *model_id; /* borrowed from url: GET /v1/models/{id} */
+    const char *model_id;   /* borrowed from url: GET /v1/models/{id} */
+    const char *path_model; /* borrowed from url: Gemini / Bedrock model in the path */
+    size_t path_model_len;
+    const char *aws_error; /* Bedrock: exception name for x-amzn-ErrorType */
 };
 
 static void fm_count_status(struct fm_req *r, unsigned status)
@@ -529,6 +575,18 @@ static enum MHD_Result fm_send(struct fm_req *r, struct MHD_Connection *c, unsig
              (unsigned long long)fm_mix(atomic_fetch_add(&st.ids, 1) ^ boot_nonce));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "x-request-id", rid);
+    enum fm_dialect dialect = fm_dialect_of(r->ep);
+    if (dialect == FM_ANTHROPIC) {
+        MHD_add_response_header(resp, "request-id", rid);
+    } else if (dialect == FM_BEDROCK) {
+        MHD_add_response_header(resp, "x-amzn-RequestId", rid);
+        if (r->aws_error && status >= 400) {
+            char et[128];
+            snprintf(et, sizeof(et), "%s:http://internal.amazon.com/coral/com.amazon.bedrock/",
+                     r->aws_error);
+            MHD_add_response_header(resp, "x-amzn-ErrorType", et);
+        }
+    }
     if (retry_after && retry_after[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
@@ -540,12 +598,109 @@ static enum MHD_Result fm_send(struct fm_req *r, struct MHD_Connection *c, unsig
 static enum MHD_Result fm_send_json(struct fm_req *r, struct MHD_Connection *c, unsigned status,
                                     json_t *j, size_t flags, bool malformed);
 
+/* The error type each dialect uses for an HTTP status. */
+static const char *fm_anthropic_type(unsigned status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static const char *fm_gemini_status(unsigned status)
+{
+    switch (status) {
+    case 400:
+    case 413:
+        return "INVALID_ARGUMENT";
+    case 401:
+        return "UNAUTHENTICATED";
+    case 403:
+        return "PERMISSION_DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 409:
+        return "ABORTED";
+    case 429:
+        return "RESOURCE_EXHAUSTED";
+    case 499:
+        return "CANCELLED";
+    case 501:
+        return "NOT_IMPLEMENTED";
+    case 502:
+    case 503:
+    case 529:
+        return "UNAVAILABLE";
+    case 504:
+        return "DEADLINE_EXCEEDED";
+    default:
+        return status >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
+    }
+}
+
+static const char *fm_bedrock_exception(unsigned status)
+{
+    switch (status) {
+    case 403:
+        return "AccessDeniedException";
+    case 404:
+        return "ResourceNotFoundException";
+    case 408:
+        return "ModelTimeoutException";
+    case 424:
+        return "ModelErrorException";
+    case 429:
+        return "ThrottlingException";
+    case 500:
+        return "InternalServerException";
+    default:
+        return status >= 500 ? "ServiceUnavailableException" : "ValidationException";
+    }
+}
+
+/*
+ * Sends an error in the request's dialect. type, param and code are the
+ * OpenAI fields; the other dialects derive theirs from the status:
+ * Anthropic {"type":"error","error":{"type","message"}}, Gemini
+ * {"error":{"code","message","status"}}, Bedrock {"message"} with the
+ * exception name in x-amzn-ErrorType (r->aws_error overrides it).
+ */
 static enum MHD_Result fm_send_error(struct fm_req *r, struct MHD_Connection *c, unsigned status,
                                      const char *msg, const char *type, const char *param,
                                      const char *code, const char *retry_after)
 {
-    json_t *j = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", type,
-                          "param", param, "code", code);
+    json_t *j;
+    switch (fm_dialect_of(r->ep)) {
+    case FM_ANTHROPIC:
+        j = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+                      fm_anthropic_type(status), "message", msg);
+        break;
+    case FM_GEMINI:
+        j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", (int)status, "message", msg, "status",
+                      fm_gemini_status(status));
+        break;
+    case FM_BEDROCK:
+        if (!r->aws_error)
+            r->aws_error = fm_bedrock_exception(status);
+        j = json_pack("{s:s}", "message", msg);
+        break;
+    default:
+        j = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", type, "param",
+                      param, "code", code);
+        break;
+    }
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!s)
@@ -985,6 +1140,374 @@ static enum MHD_Result fm_embeddings(struct fm_req *r, struct MHD_Connection *c,
     return fm_send_json(r, c, 200, resp, JSON_REAL_PRECISION(9), malformed);
 }
 
+/* ---- other dialects: Anthropic, Gemini, Bedrock ------------------------- */
+
+/*
+ * Each dialect is checked about as strictly as the real API checks it, so
+ * an adapter that builds a body the provider would refuse fails here too
+ * (Bedrock's alternating roles and non-blank text, Anthropic's required
+ * max_tokens). The text directives are read from (and the echo repeats) is
+ * the last user turn's text, or the last embedding input.
+ */
+
+/* Sum over turns of the tokens of turn[key] (a string or an array of parts
+ * with "text"). */
+static json_int_t fm_turn_tokens(json_t *turns, const char *key)
+{
+    json_int_t n = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(turns, i, t)
+    {
+        n += fm_tokens(fm_content_bytes(json_object_get(t, key)));
+    }
+    return n;
+}
+
+/* A system prompt counts as one message, as in the OpenAI dialect. */
+static json_int_t fm_system_tokens(json_t *sys)
+{
+    size_t n = fm_content_bytes(sys);
+    return n ? fm_tokens(n) : 0;
+}
+
+static bool fm_answer(const struct fm_directives *d, const struct fm_buf *user, struct fm_buf *ans)
+{
+    return d->content
+               ? fm_buf_add(ans, d->content, d->content_len)
+               : fm_buf_str(ans, "echo: ") && fm_buf_add(ans, user->p ? user->p : "", user->len);
+}
+
+/* A positive integer member, 0 when absent, -1 when malformed. */
+static json_int_t fm_pos_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    return json_is_integer(v) && json_integer_value(v) >= 1 ? json_integer_value(v) : -1;
+}
+
+static const char *fm_validate_anthropic(json_t *req, json_t **last_user, char *eb, size_t es)
+{
+    if (fm_pos_int(req, "max_tokens") <= 0)
+        return json_object_get(req, "max_tokens") ? "max_tokens: Input should be a positive integer"
+                                                  : "max_tokens: Field required";
+    if (json_is_true(json_object_get(req, "stream")))
+        return "fake: \"stream\" is not implemented for /v1/messages";
+    json_t *sys = json_object_get(req, "system");
+    if (sys && !json_is_string(sys) && !json_is_array(sys))
+        return "system: Input should be a valid string or a list of text blocks";
+    json_t *msgs = json_object_get(req, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return "messages: Field required (a non-empty list)";
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = json_object_get(m, "content");
+        if (!role || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)) {
+            snprintf(eb, es, "messages.%zu.role: Input should be 'user' or 'assistant'", i);
+            return eb;
+        }
+        if (!json_is_string(content) && !json_is_array(content)) {
+            snprintf(eb, es, "messages.%zu.content: Field required", i);
+            return eb;
+        }
+        if (strcmp(role, "user") == 0)
+            *last_user = content;
+    }
+    return NULL;
+}
+
+static const char *fm_validate_gemini(json_t *req, json_t **last_user, char *eb, size_t es)
+{
+    json_t *contents = json_object_get(req, "contents");
+    if (!json_is_array(contents) || json_array_size(contents) == 0)
+        return "* GenerateContentRequest.contents: contents is not specified";
+    size_t i;
+    json_t *m;
+    json_array_foreach(contents, i, m)
+    {
+        json_t *role = json_object_get(m, "role");
+        json_t *parts = json_object_get(m, "parts");
+        const char *rs = json_string_value(role);
+        if (role && (!rs || (strcmp(rs, "user") != 0 && strcmp(rs, "model") != 0)))
+            return "Please use a valid role: user, model.";
+        if (!json_is_array(parts) || json_array_size(parts) == 0) {
+            snprintf(eb, es,
+                     "* GenerateContentRequest.contents[%zu].parts: contents.parts must "
+                     "not be empty.",
+                     i);
+            return eb;
+        }
+        if (!rs || strcmp(rs, "user") == 0)
+            *last_user = parts;
+    }
+    json_t *gc = json_object_get(req, "generationConfig");
+    if (gc && fm_pos_int(gc, "maxOutputTokens") < 0)
+        return "* GenerateContentRequest.generation_config.max_output_tokens: must be positive";
+    return NULL;
+}
+
+/* Gemini embeddings: one content, or requests[] whose model is this one. */
+static const char *fm_validate_gemini_embed(struct fm_req *r, json_t *req, json_t **last, char *eb,
+                                            size_t es)
+{
+    if (r->ep == EP_GEMINI_EMB) {
+        json_t *parts = json_object_get(json_object_get(req, "content"), "parts");
+        if (!json_is_array(parts) || json_array_size(parts) == 0)
+            return "* EmbedContentRequest.content: content is not specified";
+        *last = parts;
+        return NULL;
+    }
+    json_t *reqs = json_object_get(req, "requests");
+    if (!json_is_array(reqs) || json_array_size(reqs) == 0)
+        return "* BatchEmbedContentsRequest.requests: requests is not specified";
+    size_t i;
+    json_t *q;
+    json_array_foreach(reqs, i, q)
+    {
+        const char *m = json_string_value(json_object_get(q, "model"));
+        json_t *parts = json_object_get(json_object_get(q, "content"), "parts");
+        if (!m || strncmp(m, "models/", 7) != 0 || strlen(m + 7) != r->path_model_len ||
+            memcmp(m + 7, r->path_model, r->path_model_len) != 0) {
+            snprintf(eb, es,
+                     "* BatchEmbedContentsRequest.requests[%zu].model: the model of each "
+                     "request must be the model of the URL (models/%.*s)",
+                     i, (int)r->path_model_len, r->path_model);
+            return eb;
+        }
+        if (!json_is_array(parts) || json_array_size(parts) == 0) {
+            snprintf(eb, es,
+                     "* BatchEmbedContentsRequest.requests[%zu].content: content is not "
+                     "specified",
+                     i);
+            return eb;
+        }
+        *last = parts;
+    }
+    return NULL;
+}
+
+static const char *fm_validate_bedrock(json_t *req, json_t **last_user, char *eb, size_t es)
+{
+    json_t *msgs = json_object_get(req, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return "A conversation must start with a user message. Try again with a conversation "
+               "that starts with a user message.";
+    size_t i, k;
+    json_t *m, *b;
+    const char *prev = NULL;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = json_object_get(m, "content");
+        if (!role || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)) {
+            snprintf(eb, es,
+                     "1 validation error detected: Value at 'messages.%zu.member.role' "
+                     "failed to satisfy constraint: Member must satisfy enum value set: "
+                     "[user, assistant]",
+                     i + 1);
+            return eb;
+        }
+        if (i == 0 && strcmp(role, "user") != 0)
+            return "A conversation must start with a user message. Try again with a "
+                   "conversation that starts with a user message.";
+        if (prev && strcmp(prev, role) == 0)
+            return "A conversation must alternate between user and assistant roles. Make sure "
+                   "the conversation alternates between user and assistant roles and try again.";
+        prev = role;
+        if (!json_is_array(content) || json_array_size(content) == 0) {
+            snprintf(eb, es,
+                     "The content field in the Message object at messages.%zu is empty. "
+                     "Add a ContentBlock object to the content field and try again.",
+                     i);
+            return eb;
+        }
+        json_array_foreach(content, k, b)
+        {
+            json_t *t = json_object_get(b, "text");
+            if (!json_is_object(b) || json_object_size(b) != 1) {
+                snprintf(eb, es,
+                         "The ContentBlock object at messages.%zu.content.%zu must have "
+                         "exactly one member (text, image, toolUse, toolResult ...).",
+                         i, k);
+                return eb;
+            }
+            if (t && (!json_is_string(t) || json_string_length(t) == 0)) {
+                snprintf(eb, es,
+                         "The text field in the ContentBlock object at "
+                         "messages.%zu.content.%zu is blank. Add text to the text field, "
+                         "and try again.",
+                         i, k);
+                return eb;
+            }
+        }
+        if (strcmp(role, "user") == 0)
+            *last_user = content;
+    }
+    json_t *sys = json_object_get(req, "system");
+    if (sys && !json_is_array(sys))
+        return "1 validation error detected: Value at 'system' failed to satisfy constraint: "
+               "Member must be a list of SystemContentBlock";
+    json_t *ic = json_object_get(req, "inferenceConfig");
+    if (ic && fm_pos_int(ic, "maxTokens") < 0)
+        return "1 validation error detected: Value at 'inferenceConfig.maxTokens' failed to "
+               "satisfy constraint: Member must have value greater than or equal to 1";
+    return NULL;
+}
+
+/* Validates a non-OpenAI body and collects the directive text into *user.
+ * Returns NULL when valid, else the message of a 400. */
+static const char *fm_validate_dialect(struct fm_req *r, json_t *req, struct fm_buf *user, char *eb,
+                                       size_t es)
+{
+    json_t *last = NULL;
+    const char *bad;
+    switch (r->ep) {
+    case EP_ANTHROPIC:
+        bad = fm_validate_anthropic(req, &last, eb, es);
+        break;
+    case EP_GEMINI:
+        bad = fm_validate_gemini(req, &last, eb, es);
+        break;
+    case EP_GEMINI_EMB:
+    case EP_GEMINI_BATCH:
+        bad = fm_validate_gemini_embed(r, req, &last, eb, es);
+        break;
+    default:
+        bad = fm_validate_bedrock(req, &last, eb, es);
+        break;
+    }
+    if (!bad && last && !fm_content_text(last, user))
+        bad = "fake: out of memory";
+    return bad;
+}
+
+static enum MHD_Result fm_oom(struct fm_req *r, struct MHD_Connection *c)
+{
+    return fm_send_error(r, c, 500, "fake: out of memory", "server_error", NULL, NULL, NULL);
+}
+
+static enum MHD_Result fm_anthropic(struct fm_req *r, struct MHD_Connection *c, json_t *req,
+                                    const char *model, const struct fm_directives *d,
+                                    const struct fm_buf *user, bool malformed)
+{
+    json_int_t prompt = fm_system_tokens(json_object_get(req, "system")) +
+                        fm_turn_tokens(json_object_get(req, "messages"), "content");
+    struct fm_buf ans = {.max = FM_BODY_MAX + 16};
+    if (!fm_answer(d, user, &ans)) {
+        free(ans.p);
+        return fm_oom(r, c);
+    }
+    json_int_t max = fm_pos_int(req, "max_tokens"), out = fm_tokens(ans.len);
+    char id[48];
+    fm_make_id(id, sizeof(id), "msg_");
+    json_t *resp =
+        json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s%}], s:s, s:n, s:{s:I, s:I}}", "id", id, "type",
+                  "message", "role", "assistant", "model", model, "content", "type", "text", "text",
+                  ans.p ? ans.p : "", ans.len, "stop_reason", "end_turn", "stop_sequence", "usage",
+                  "input_tokens", prompt < 1 ? 1 : prompt, "output_tokens", out > max ? max : out);
+    free(ans.p);
+    return fm_send_json(r, c, 200, resp, 0, malformed);
+}
+
+static enum MHD_Result fm_gemini(struct fm_req *r, struct MHD_Connection *c, json_t *req,
+                                 const char *model, const struct fm_directives *d,
+                                 const struct fm_buf *user, bool malformed)
+{
+    json_int_t prompt =
+        fm_system_tokens(json_object_get(json_object_get(req, "systemInstruction"), "parts")) +
+        fm_turn_tokens(json_object_get(req, "contents"), "parts");
+    if (prompt < 1)
+        prompt = 1;
+    struct fm_buf ans = {.max = FM_BODY_MAX + 16};
+    if (!fm_answer(d, user, &ans)) {
+        free(ans.p);
+        return fm_oom(r, c);
+    }
+    json_int_t max = fm_pos_int(json_object_get(req, "generationConfig"), "maxOutputTokens");
+    json_int_t out = fm_tokens(ans.len);
+    if (max > 0 && out > max)
+        out = max;
+    char id[48];
+    fm_make_id(id, sizeof(id), "");
+    json_t *resp = json_pack(
+        "{s:[{s:{s:[{s:s%}], s:s}, s:s, s:i}], s:{s:I, s:I, s:I}, s:s, s:s}", "candidates",
+        "content", "parts", "text", ans.p ? ans.p : "", ans.len, "role", "model", "finishReason",
+        "STOP", "index", 0, "usageMetadata", "promptTokenCount", prompt, "candidatesTokenCount",
+        out, "totalTokenCount", prompt + out, "modelVersion", model, "responseId", id);
+    free(ans.p);
+    return fm_send_json(r, c, 200, resp, 0, malformed);
+}
+
+/* The text of a parts array, for embedding. */
+static json_t *fm_parts_embedding(json_t *parts)
+{
+    struct fm_buf t = {.max = FM_BODY_MAX};
+    if (!fm_content_text(parts, &t)) {
+        free(t.p);
+        return NULL;
+    }
+    json_t *e = fm_embedding(t.p ? t.p : "", t.len, false);
+    free(t.p);
+    return e;
+}
+
+static enum MHD_Result fm_gemini_embed(struct fm_req *r, struct MHD_Connection *c, json_t *req,
+                                       bool malformed)
+{
+    json_t *resp;
+    if (r->ep == EP_GEMINI_EMB) {
+        json_t *e = fm_parts_embedding(json_object_get(json_object_get(req, "content"), "parts"));
+        resp = e ? json_pack("{s:{s:o}}", "embedding", "values", e) : NULL;
+    } else {
+        json_t *list = json_array();
+        size_t i;
+        json_t *q;
+        json_array_foreach(json_object_get(req, "requests"), i, q)
+        {
+            json_t *e = fm_parts_embedding(json_object_get(json_object_get(q, "content"), "parts"));
+            if (!e || json_array_append_new(list, json_pack("{s:o}", "values", e)) != 0) {
+                json_decref(list);
+                return fm_oom(r, c);
+            }
+        }
+        resp = json_pack("{s:o}", "embeddings", list);
+    }
+    if (!resp)
+        return fm_oom(r, c);
+    return fm_send_json(r, c, 200, resp, JSON_REAL_PRECISION(9), malformed);
+}
+
+static enum MHD_Result fm_bedrock(struct fm_req *r, struct MHD_Connection *c, json_t *req,
+                                  const char *model, const struct fm_directives *d,
+                                  const struct fm_buf *user, bool malformed)
+{
+    (void)model; /* Converse answers do not name the model */
+    json_int_t prompt = fm_system_tokens(json_object_get(req, "system")) +
+                        fm_turn_tokens(json_object_get(req, "messages"), "content");
+    if (prompt < 1)
+        prompt = 1;
+    struct fm_buf ans = {.max = FM_BODY_MAX + 16};
+    if (!fm_answer(d, user, &ans)) {
+        free(ans.p);
+        return fm_oom(r, c);
+    }
+    json_int_t max = fm_pos_int(json_object_get(req, "inferenceConfig"), "maxTokens");
+    json_int_t out = fm_tokens(ans.len);
+    if (max > 0 && out > max)
+        out = max;
+    json_t *resp =
+        json_pack("{s:{s:{s:s, s:[{s:s%}]}}, s:s, s:{s:I, s:I, s:I}, s:{s:i}}", "output", "message",
+                  "role", "assistant", "content", "text", ans.p ? ans.p : "", ans.len, "stopReason",
+                  "end_turn", "usage", "inputTokens", prompt, "outputTokens", out, "totalTokens",
+                  prompt + out, "metrics", "latencyMs", 0);
+    free(ans.p);
+    return fm_send_json(r, c, 200, resp, 0, malformed);
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static enum fm_ep fm_ep_of_tail(const char *tail)
@@ -998,11 +1521,49 @@ static enum fm_ep fm_ep_of_tail(const char *tail)
     return EP_NONE;
 }
 
+/* "{model}:{method}" after ".../models/": Gemini's generateContent,
+ * embedContent and batchEmbedContents. */
+static bool fm_route_gemini(struct fm_req *r, const char *rest)
+{
+    const char *colon = strrchr(rest, ':');
+    if (!colon || colon == rest || memchr(rest, '/', (size_t)(colon - rest)) ||
+        (size_t)(colon - rest) > FM_MODEL_NAME_MAX)
+        return false;
+    if (strcmp(colon, ":generateContent") == 0)
+        r->ep = EP_GEMINI;
+    else if (strcmp(colon, ":embedContent") == 0)
+        r->ep = EP_GEMINI_EMB;
+    else if (strcmp(colon, ":batchEmbedContents") == 0)
+        r->ep = EP_GEMINI_BATCH;
+    else
+        return false;
+    r->path_model = rest;
+    r->path_model_len = (size_t)(colon - rest);
+    return true;
+}
+
 static void fm_route(struct fm_req *r, const char *url)
 {
     static const char azure[] = "/openai/deployments/";
     r->ep = EP_NONE;
-    if (strncmp(url, "/v1/", 4) == 0) {
+    if (strncmp(url, "/v1beta/models/", 15) == 0) {
+        fm_route_gemini(r, url + 15);
+    } else if (strncmp(url, "/v1/models/", 11) == 0 && strchr(url + 11, ':') &&
+               fm_route_gemini(r, url + 11)) {
+        /* Gemini's stable v1 paths. */
+    } else if (strcmp(url, "/v1/messages") == 0) {
+        r->ep = EP_ANTHROPIC;
+    } else if (strncmp(url, "/model/", 7) == 0) {
+        /* Bedrock: /model/{modelId}/converse (MHD has already decoded %3A). */
+        const char *id = url + 7;
+        const char *slash = strrchr(id, '/');
+        if (slash && slash > id && strcmp(slash, "/converse") == 0 &&
+            (size_t)(slash - id) <= FM_MODEL_NAME_MAX * 2) {
+            r->ep = EP_BEDROCK;
+            r->path_model = id;
+            r->path_model_len = (size_t)(slash - id);
+        }
+    } else if (strncmp(url, "/v1/", 4) == 0) {
         if (strcmp(url, "/v1/models") == 0) {
             r->ep = EP_MODELS;
         } else if (strncmp(url, "/v1/models/", 11) == 0 && url[11]) {
@@ -1049,6 +1610,106 @@ static int fm_auth(struct MHD_Connection *c)
     return h ? 2 : 1;
 }
 
+static const char *fm_header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* Bedrock: an "AWS4-HMAC-SHA256 Credential=AK/..., SignedHeaders=...,
+ * Signature=..." header (not verified) plus X-Amz-Date, or a Bedrock API key
+ * as "Bearer". With --api-key K the access key id (or the bearer token) must
+ * be K. Returns NULL when authorized, else the exception name and *msg. */
+static const char *fm_auth_bedrock(struct MHD_Connection *c, const char **msg)
+{
+    const char *h = fm_header(c, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h) {
+        *msg = "Missing Authentication Token";
+        return "MissingAuthenticationTokenException";
+    }
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        const char *t = h + 7;
+        if (cfg.api_key && !fm_key_eq(t, strlen(t))) {
+            *msg = "Invalid API Key format: Must start with pre-defined prefix";
+            return "UnrecognizedClientException";
+        }
+        return NULL;
+    }
+    static const char pre[] = "AWS4-HMAC-SHA256 Credential=";
+    const char *slash = strncmp(h, pre, sizeof(pre) - 1) == 0 ? strchr(h, '/') : NULL;
+    if (!slash || !strstr(h, "SignedHeaders=") || !strstr(h, "Signature=") ||
+        !fm_header(c, "X-Amz-Date")) {
+        *msg = "Authorization header requires 'Credential', 'Signature', 'SignedHeaders' "
+               "parameters and an X-Amz-Date header.";
+        return "IncompleteSignatureException";
+    }
+    const char *ak = h + sizeof(pre) - 1;
+    if (cfg.api_key && !fm_key_eq(ak, (size_t)(slash - ak))) {
+        *msg = "The security token included in the request is invalid.";
+        return "UnrecognizedClientException";
+    }
+    return NULL;
+}
+
+/* Checks the credentials the way the request's dialect carries them.
+ * Returns true when the request may go on; otherwise an error response has
+ * been queued and *ret holds the result. */
+static bool fm_check_auth(struct fm_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    const char *msg = NULL, *k;
+    unsigned status = 0;
+    switch (fm_dialect_of(r->ep)) {
+    case FM_ANTHROPIC:
+        if (cfg.api_key) {
+            k = fm_header(c, "x-api-key");
+            if (!k || !fm_key_eq(k, strlen(k))) {
+                status = 401;
+                msg = k ? "invalid x-api-key" : "x-api-key header is required";
+            }
+        }
+        /* The real API insists on a version, key or not. */
+        if (!status && !fm_header(c, "anthropic-version")) {
+            status = 400;
+            msg = "anthropic-version: header is required";
+        }
+        break;
+    case FM_GEMINI:
+        if (cfg.api_key) {
+            k = fm_header(c, "x-goog-api-key");
+            if (!k) {
+                status = 403;
+                msg = "Method doesn't allow unregistered callers (callers without established "
+                      "identity). Please use API Key or other form of API consumer identity to "
+                      "call this API.";
+            } else if (!fm_key_eq(k, strlen(k))) {
+                status = 400;
+                msg = "API key not valid. Please pass a valid API key.";
+            }
+        }
+        break;
+    case FM_BEDROCK:
+        r->aws_error = fm_auth_bedrock(c, &msg);
+        if (r->aws_error)
+            status = 403;
+        break;
+    default: {
+        int auth = fm_auth(c);
+        if (auth) {
+            *ret = fm_send_error(r, c, 401,
+                                 auth == 1 ? "You didn't provide an API key. Send it in an "
+                                             "Authorization header using Bearer auth."
+                                           : "Incorrect API key provided.",
+                                 "invalid_request_error", NULL, "invalid_api_key", NULL);
+            return false;
+        }
+        break;
+    }
+    }
+    if (!status)
+        return true;
+    *ret = fm_send_error(r, c, status, msg, "invalid_request_error", NULL, NULL, NULL);
+    return false;
+}
+
 /* Answers an API request whose body has been fully received. */
 static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const char *url,
                               const char *method)
@@ -1069,13 +1730,15 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
     if (r->too_big)
         return fm_send_error(r, c, 413, "Request body too large (limit 16 MiB).",
                              "invalid_request_error", NULL, NULL, NULL);
-    int auth = fm_auth(c);
-    if (auth)
-        return fm_send_error(r, c, 401,
-                             auth == 1 ? "You didn't provide an API key. Send it in an "
-                                         "Authorization header using Bearer auth."
-                                       : "Incorrect API key provided.",
-                             "invalid_request_error", NULL, "invalid_api_key", NULL);
+    enum MHD_Result auth_ret;
+    if (!fm_check_auth(r, c, &auth_ret))
+        return auth_ret;
+    /* Azure answers a request without ?api-version=... with a 404. */
+    if (r->azure_dep && !MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "api-version"))
+        return fm_send_error(r, c, 404,
+                             "Resource not found (the api-version query parameter is "
+                             "required)",
+                             "invalid_request_error", NULL, "404", NULL);
 
     json_t *req = NULL;
     struct fm_buf user = {.max = FM_BODY_MAX};
@@ -1098,8 +1761,12 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
             goto out;
         }
         json_t *jm = json_object_get(req, "model");
-        if (json_is_string(jm) && json_string_length(jm) > 0 &&
-            json_string_length(jm) < sizeof(model)) {
+        if (r->path_model) {
+            /* Gemini and Bedrock name the model in the path. */
+            memcpy(model, r->path_model, r->path_model_len);
+            model[r->path_model_len] = '\0';
+        } else if (json_is_string(jm) && json_string_length(jm) > 0 &&
+                   json_string_length(jm) < sizeof(model)) {
             memcpy(model, json_string_value(jm), json_string_length(jm) + 1);
         } else if (!jm && r->azure_dep) {
             memcpy(model, r->azure_dep, r->azure_dep_len);
@@ -1119,7 +1786,16 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
                                 NULL);
             goto out;
         }
-        if (r->ep == EP_CHAT) {
+        if (fm_dialect_of(r->ep) != FM_OPENAI) {
+            char errbuf[256];
+            const char *bad = fm_validate_dialect(r, req, &user, errbuf, sizeof(errbuf));
+            if (bad) {
+                ret = fm_send_error(r, c, 400, bad, "invalid_request_error", NULL, NULL, NULL);
+                goto out;
+            }
+            src = user.p;
+            src_len = user.len;
+        } else if (r->ep == EP_CHAT) {
             json_t *msgs = json_object_get(req, "messages");
             if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
                 ret = fm_bad_request(r, c, "messages must be a non-empty array", "messages");
@@ -1228,6 +1904,19 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
         break;
     case EP_EMB:
         ret = fm_embeddings(r, c, req, model, malformed);
+        break;
+    case EP_ANTHROPIC:
+        ret = fm_anthropic(r, c, req, model, &d, &user, malformed);
+        break;
+    case EP_GEMINI:
+        ret = fm_gemini(r, c, req, model, &d, &user, malformed);
+        break;
+    case EP_GEMINI_EMB:
+    case EP_GEMINI_BATCH:
+        ret = fm_gemini_embed(r, c, req, malformed);
+        break;
+    case EP_BEDROCK:
+        ret = fm_bedrock(r, c, req, model, &d, &user, malformed);
         break;
     default:
         ret = fm_models(r, c, malformed);
@@ -1346,7 +2035,9 @@ static void fm_usage(FILE *f)
           "  --host ADDR          listen address (default 127.0.0.1; IPv4 or IPv6)\n"
           "  --port N             listen port, 0 = pick a free one (default 0)\n"
           "  --port-file PATH     write the chosen port there once listening\n"
-          "  --api-key K          require Authorization: Bearer K (or api-key: K)\n"
+          "  --api-key K          require key K: Authorization: Bearer K or api-key: K; x-api-key\n"
+          "                       (Anthropic), x-goog-api-key (Gemini), SigV4 access key id\n"
+          "                       (Bedrock)\n"
           "  --api-key-env NAME   same, key read from environment variable NAME\n"
           "  --models a,b,c       models listed by GET /v1/models (default fake-chat,fake-embed)\n"
           "  --strict-models      404 model_not_found for models not in --models\n"

@@ -223,6 +223,99 @@ expect "chunked body over 16 MiB: 413" "$CODE" 413
 req POST "$A/openai/deployments/dep-1/chat/completions?api-version=2024-06-01" "$(jq -nc '{messages:[{role:"user",content:"az"}]}')"
 expect "Azure path: model from deployment" "$CODE $(body .model) $(body '.choices[0].message.content')" "200 dep-1 echo: az"
 
+echo "== server A: provider dialects (Anthropic, Gemini, Bedrock)"
+# The request bodies are the ones the gateway's adapters build (the unit
+# test test_provider_roundtrip asserts that), and the answers must stay the
+# ones recorded there, apart from ids.
+DATA=$(cd "$(dirname "$0")/../unit/data/providers" && pwd)
+same_as() { # same_as DESC RECORDED_FILE JQ_FILTER_THAT_DROPS_IDS
+    expect "$1" "$(jq -cS "$3" "$WORK/body")" "$(jq -cS "$3" "$2")"
+}
+AV=(-H 'anthropic-version: 2023-06-01')
+amsg() { jq -nc --arg c "$1" '{model:"claude-x",max_tokens:64,messages:[{role:"user",content:$c}]}'; }
+gmsg() { jq -nc --arg c "$1" '{contents:[{role:"user",parts:[{text:$c}]}]}'; }
+bmsg() { jq -nc --arg c "$1" '{messages:[{role:"user",content:[{text:$c}]}]}'; }
+SIGV4=(--aws-sigv4 aws:amz:us-east-1:bedrock --user AKIDSMOKE:secret)
+
+req POST "$A/v1/messages" "@$DATA/anthropic/chat_hi.request.json" "${AV[@]}"
+expect "anthropic: 200 echo" "$CODE $(body '.content[0].text')" "200 echo: Hi"
+same_as "anthropic: the recorded Messages answer" "$DATA/anthropic/fake_chat_hi.response.json" 'del(.id)'
+expect_true "anthropic: id msg_..." eval '[[ "$(body .id)" == msg_* ]]'
+req POST "$A/v1/messages" '{"model":"m","max_tokens":1,"system":[{"type":"text","text":"sys"}],"messages":[{"role":"user","content":[{"type":"text","text":"ab"},{"type":"text","text":"cd"}]}]}' "${AV[@]}"
+expect "anthropic: text blocks joined, output_tokens capped" "$(body -c '[.content[0].text, .usage.output_tokens, .usage.input_tokens]')" '["echo: abcd",1,2]'
+req POST "$A/v1/messages" "$(amsg hi)"
+expect "anthropic: no anthropic-version: 400 error shape" "$CODE $(body -c '[.type, .error.type]')" '400 ["error","invalid_request_error"]'
+req POST "$A/v1/messages" '{"model":"m","messages":[{"role":"user","content":"x"}]}' "${AV[@]}"
+expect "anthropic: max_tokens required" "$CODE $(body .error.message)" "400 max_tokens: Field required"
+req POST "$A/v1/messages" "$(amsg '[[fake:status=529]]')" "${AV[@]}"
+expect "anthropic: status=529 overloaded_error" "$CODE $(body -c '[.type, .error.type]')" '529 ["error","overloaded_error"]'
+req POST "$A/v1/messages" "$(amsg '[[fake:status=429]][[fake:retry_after=3]]')" "${AV[@]}"
+expect "anthropic: status=429 rate_limit_error + Retry-After" "$CODE $(body .error.type) $(header retry-after)" "429 rate_limit_error 3"
+
+req POST "$A/v1beta/models/gemini-2.5-flash:generateContent" "@$DATA/gemini/chat_hi.request.json"
+expect "gemini: 200 echo" "$CODE $(body '.candidates[0].content.parts[0].text')" "200 echo: Hi"
+same_as "gemini: the recorded generateContent answer" "$DATA/gemini/fake_chat_hi.response.json" 'del(.responseId)'
+req POST "$A/v1/models/gemini-x:generateContent" "$(gmsg v1)"
+expect "gemini: v1 path, model from the path" "$CODE $(body .modelVersion) $(body '.candidates[0].finishReason')" "200 gemini-x STOP"
+req POST "$A/v1beta/models/g:generateContent" '{"contents":[]}'
+expect "gemini: empty contents: 400 INVALID_ARGUMENT" "$CODE $(body -c '[.error.code, .error.status]')" '400 [400,"INVALID_ARGUMENT"]'
+req POST "$A/v1beta/models/g:generateContent" "$(gmsg '[[fake:status=429]]')"
+expect "gemini: status=429 RESOURCE_EXHAUSTED" "$CODE $(body .error.status)" "429 RESOURCE_EXHAUSTED"
+req POST "$A/v1beta/models/g:generateContent" "$(gmsg '[[fake:malformed]]')"
+expect_true "gemini: malformed: 200, not JSON" eval '[ "$CODE" = 200 ] && ! jq -e . "$WORK/body" >/dev/null 2>&1'
+req POST "$A/v1beta/models/e:embedContent" '{"content":{"parts":[{"text":"alpha"}]}}'
+expect "gemini: embedContent = the OpenAI vector of the same text" "$(body -c '.embedding.values')" "$E1"
+req POST "$A/v1beta/models/e:batchEmbedContents" '{"requests":[{"model":"models/e","content":{"parts":[{"text":"x"}]}},{"model":"models/e","content":{"parts":[{"text":"alpha"}]}}]}'
+expect "gemini: batchEmbedContents" "$CODE $(body '.embeddings | length') $(body -c '.embeddings[1].values')" "200 2 $E1"
+req POST "$A/v1beta/models/e:batchEmbedContents" '{"requests":[{"model":"models/other","content":{"parts":[{"text":"x"}]}}]}'
+expect "gemini: batch with another model: 400" "$CODE $(body .error.status)" "400 INVALID_ARGUMENT"
+
+req POST "$A/model/amazon.nova-lite-v1%3A0/converse" "@$DATA/bedrock/chat_hi.request.json"
+expect "bedrock: unsigned: 403 MissingAuthenticationToken" "$CODE $(header x-amzn-errortype | cut -d: -f1)" "403 MissingAuthenticationTokenException"
+req POST "$A/model/amazon.nova-lite-v1%3A0/converse" "@$DATA/bedrock/chat_hi.request.json" "${SIGV4[@]}"
+expect "bedrock: signed: 200 echo" "$CODE $(body '.output.message.content[0].text')" "200 echo: Hi"
+same_as "bedrock: the recorded Converse answer" "$DATA/bedrock/fake_chat_hi.response.json" '.'
+req POST "$A/model/m/converse" '{"messages":[{"role":"user","content":[{"text":"a"}]},{"role":"user","content":[{"text":"b"}]}]}' "${SIGV4[@]}"
+expect "bedrock: roles must alternate: 400 ValidationException" "$CODE $(header x-amzn-errortype | cut -d: -f1)" "400 ValidationException"
+expect_true "bedrock: error body is {message}" eval '[[ "$(body -c "keys")" == "[\"message\"]" && "$(body .message)" == *alternate* ]]'
+req POST "$A/model/m/converse" '{"messages":[{"role":"user","content":[{"text":""}]}]}' "${SIGV4[@]}"
+expect "bedrock: blank text: 400" "$CODE" 400
+req POST "$A/model/m/converse" "$(bmsg '[[fake:status=429]]')" "${SIGV4[@]}"
+expect "bedrock: status=429 ThrottlingException" "$CODE $(header x-amzn-errortype | cut -d: -f1)" "429 ThrottlingException"
+SEQ=""
+for _ in 1 2; do req POST "$A/model/m/converse" "$(bmsg 'x [[fake:key=bk]][[fake:fail_first=1]]')" "${SIGV4[@]}"; SEQ="$SEQ$CODE/$(header x-amzn-errortype | cut -d: -f1) "; done
+expect "bedrock: fail_first=1: 503 ServiceUnavailable, then 200" "$SEQ" "503/ServiceUnavailableException 200/ "
+
+echo "== server D: dialect authentication with --api-key"
+DKEY="sk-dialect-$RANDOM$RANDOM-secret"
+start D --api-key "$DKEY" --verbose
+D=$URL_D
+req POST "$D/v1/messages" "$(amsg hi)" "${AV[@]}"
+expect "anthropic: no x-api-key: 401 authentication_error" "$CODE $(body .error.type)" "401 authentication_error"
+req POST "$D/v1/messages" "$(amsg hi)" "${AV[@]}" -H "Authorization: Bearer $DKEY"
+expect "anthropic: Bearer is not how Anthropic takes keys: 401" "$CODE" 401
+req POST "$D/v1/messages" "$(amsg hi)" "${AV[@]}" -H "x-api-key: $DKEY"
+expect "anthropic: x-api-key: 200" "$CODE" 200
+req POST "$D/v1beta/models/g:generateContent" "$(gmsg hi)"
+expect "gemini: no key: 403 PERMISSION_DENIED" "$CODE $(body .error.status)" "403 PERMISSION_DENIED"
+req POST "$D/v1beta/models/g:generateContent?key=$DKEY" "$(gmsg hi)"
+expect "gemini: ?key= in the URL is not accepted: 403" "$CODE" 403
+req POST "$D/v1beta/models/g:generateContent" "$(gmsg hi)" -H "x-goog-api-key: wrong"
+expect "gemini: wrong key: 400 INVALID_ARGUMENT" "$CODE $(body .error.status)" "400 INVALID_ARGUMENT"
+req POST "$D/v1beta/models/g:generateContent" "$(gmsg hi)" -H "x-goog-api-key: $DKEY"
+expect "gemini: x-goog-api-key: 200" "$CODE" 200
+req POST "$D/model/anthropic.claude-v2%3A1/converse" "$(bmsg hi)" "${SIGV4[@]}"
+expect "bedrock: another access key: 403 UnrecognizedClient" "$CODE $(header x-amzn-errortype | cut -d: -f1)" "403 UnrecognizedClientException"
+req POST "$D/model/anthropic.claude-v2%3A1/converse" "$(bmsg hi)" --aws-sigv4 aws:amz:us-east-1:bedrock --user "$DKEY:secret"
+expect "bedrock: access key id = --api-key: 200" "$CODE" 200
+req POST "$D/model/m/converse" "$(bmsg hi)" -H "Authorization: Bearer $DKEY"
+expect "bedrock: Bedrock API key as Bearer: 200" "$CODE" 200
+expect_true "bedrock: model id with %3A decoded in the path" grep -q 'POST /model/anthropic.claude-v2:1/converse' "$WORK/D.log"
+kill -TERM "$PID_D"
+wait "$PID_D"
+expect "server D: SIGTERM: exit 0" "$?" 0
+expect_true "the dialect key never appears in the server output" eval '! grep -qF -- "$DKEY" "$WORK/D.log"'
+
 echo "== server B: --fail-rate 0.5 --seed 42 --latency-ms 150"
 start B --fail-rate 0.5 --seed 42 --latency-ms 150 --quiet
 B=$URL_B
@@ -249,8 +342,10 @@ req GET "$C/v1/models" "" -H "Authorization: Bearer $KEY"
 expect "right key: 200" "$CODE" 200
 req POST "$C/v1/chat/completions" "$(chat hi)" -H "Authorization: Bearer $KEY"
 expect "right key: chat 200" "$CODE $(body '.choices[0].message.content')" "200 echo: hi"
-req POST "$C/openai/deployments/d/embeddings" '{"input":"x"}' -H "api-key: $KEY"
+req POST "$C/openai/deployments/d/embeddings?api-version=2024-10-21" '{"input":"x"}' -H "api-key: $KEY"
 expect "Azure api-key header: 200" "$CODE" 200
+req POST "$C/openai/deployments/d/embeddings" '{"input":"x"}' -H "api-key: $KEY"
+expect "Azure without ?api-version: 404" "$CODE" 404
 req GET "$C/_fake/stats"
 expect "/_fake/stats needs no key" "$CODE" 200
 
