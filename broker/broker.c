@@ -24,10 +24,12 @@
 #include "admin.h"
 #include "catalog.h"
 #include "config.h"
+#include "guard.h"
 #include "kafka.h"
 #include "limits.h"
 #include "log.h"
 #include "pipeline.h"
+#include "prompt.h"
 #include "state.h"
 
 #define TXN_ATTEMPTS 5
@@ -53,6 +55,8 @@ typedef struct {
     rd_kafka_t *consumer;
     ifq_state_t *state;
     ifq_limits_t *limits;
+    ifq_prompts_t *prompts;
+    ifq_guard_t *guard;
     ifq_avro_t *avro;
     ifq_pipeline_t pipeline;
     ifq_health_t health;
@@ -604,6 +608,26 @@ int main(int argc, char **argv)
         goto out;
     }
     atomic_store(&b.redis_ok, 1);
+    b.guard = ifq_guard_from_config(b.cfg, errstr, sizeof(errstr));
+    if (!b.guard) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
+    for (size_t i = 0; i < b.cfg->n_teams; i++) {
+        const char *pn = b.cfg->teams[i].guardrail_policy;
+        if (pn && !ifq_guard_policy(b.guard, pn)) {
+            ifq_error("startup_failed", "teams.%s.guardrail_policy: no policy named '%s'",
+                      b.cfg->teams[i].name, pn);
+            goto out;
+        }
+    }
+    b.prompts = ifq_prompts_connect(b.cfg->redis_url, b.cfg->prefix, errstr, sizeof(errstr));
+    if (!b.prompts) {
+        ifq_error("startup_failed", "prompts: %s", errstr);
+        goto out;
+    }
+    b.pipeline.prompts = b.prompts;
+    b.pipeline.guard = b.guard;
     b.pipeline.cfg = b.cfg;
     b.pipeline.avro = b.avro;
     b.pipeline.health = &b.health;
@@ -754,6 +778,8 @@ out:
         rd_kafka_destroy(b.producer);
     }
     ifq_limits_destroy(b.limits);
+    ifq_prompts_destroy(b.prompts);
+    ifq_guard_destroy(b.guard);
     ifq_state_destroy(b.state);
     ifq_avro_destroy(b.avro);
     free(b.health.deps);

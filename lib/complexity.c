@@ -19,8 +19,8 @@
 #include "common.h"
 
 const char *const ifq_complexity_feature_names[IFQ_CX_NFEAT] = {
-    "len",   "code",        "code_task",  "math",   "turns",
-    "hard_q", "easy_q",     "constraints", "max_tokens", "system",
+    "len",    "code",   "code_task",   "math",       "turns",
+    "hard_q", "easy_q", "constraints", "max_tokens", "system",
 };
 
 /* Default model, fitted by tests/eval/routing/fit.py (logistic regression,
@@ -31,10 +31,10 @@ const char *const ifq_complexity_feature_names[IFQ_CX_NFEAT] = {
  * artefact. Refit and paste here when the features change. */
 static const double default_bias = -1.86;
 static const double default_weights[IFQ_CX_NFEAT] = {
-    [IFQ_CX_LEN] = 2.90,         [IFQ_CX_CODE] = 0.36,   [IFQ_CX_CODE_TASK] = 3.16,
-    [IFQ_CX_MATH] = 5.27,        [IFQ_CX_TURNS] = 0.41,  [IFQ_CX_HARD_Q] = 5.67,
-    [IFQ_CX_EASY_Q] = -5.00,     [IFQ_CX_CONSTRAINTS] = 1.81,
-    [IFQ_CX_MAX_TOKENS] = 0.00,  [IFQ_CX_SYSTEM] = -0.47,
+    [IFQ_CX_LEN] = 2.90,     [IFQ_CX_CODE] = 0.36,        [IFQ_CX_CODE_TASK] = 3.16,
+    [IFQ_CX_MATH] = 5.27,    [IFQ_CX_TURNS] = 0.41,       [IFQ_CX_HARD_Q] = 5.67,
+    [IFQ_CX_EASY_Q] = -5.00, [IFQ_CX_CONSTRAINTS] = 1.81, [IFQ_CX_MAX_TOKENS] = 0.00,
+    [IFQ_CX_SYSTEM] = -0.47,
 };
 /* Chosen on held-out scores: the largest saving that keeps large-tier recall
  * at about 0.95 (tests/eval/routing/evaluate.py). */
@@ -75,6 +75,8 @@ enum {
 /* Phrases of up to three lowercase words separated by single spaces.
  * Apostrophes and non-ASCII bytes are word characters; hyphens and other
  * punctuation separate words, so "step-by-step" matches "step by step". */
+/* clang-format off: keyword lists read better packed */
+// clang-format off
 static const char *const hard_words[] = {
     "why", "explain", "explanation", "compare", "comparison", "contrast", "design",
     "architect", "architecture", "analyze", "analyse", "analysis", "evaluate", "assess",
@@ -176,6 +178,7 @@ static const struct {
     {K_MATH, math_words},       {K_CONS, constraint_words},   {K_UNIT, unit_words},
     {K_LENUNIT, length_unit_words}, {K_QTY, quantity_words},
 };
+// clang-format on
 
 #define CX_TABLE_SIZE 2048 /* power of two, more than twice the phrases */
 
@@ -261,19 +264,19 @@ static void cx_build_table(void)
 /* ---- the scanner -------------------------------------------------------- */
 
 typedef struct {
-    int cues;            /* count task cues in this text (user messages only) */
+    int cues; /* count task cues in this text (user messages only) */
     /* word state */
-    uint64_t h;          /* hash of the word being read */
+    uint64_t h; /* hash of the word being read */
     int wlen;
-    size_t wstart;       /* offset of the word being read in the text */
-    uint64_t p1;         /* hash of the previous word of the sentence */
-    uint64_t pb;         /* hash of the previous two words as a phrase */
-    int p1_prefix;       /* p1 begins a known phrase (0 also at a sentence start) */
-    int pb_prefix;       /* pb begins a known phrase */
-    int lead_ok;         /* a leading verb here would lead its sentence */
-    size_t num_end;      /* offset just after the last digit run, SIZE_MAX: none */
+    size_t wstart;  /* offset of the word being read in the text */
+    uint64_t p1;    /* hash of the previous word of the sentence */
+    uint64_t pb;    /* hash of the previous two words as a phrase */
+    int p1_prefix;  /* p1 begins a known phrase (0 also at a sentence start) */
+    int pb_prefix;  /* pb begins a known phrase */
+    int lead_ok;    /* a leading verb here would lead its sentence */
+    size_t num_end; /* offset just after the last digit run, SIZE_MAX: none */
     int in_number;
-    int in_fence;        /* inside a ``` block: only code syntax counts */
+    int in_fence; /* inside a ``` block: only code syntax counts */
     /* character state */
     unsigned char prev;    /* previous byte */
     unsigned char prev_ns; /* previous non-space byte */
@@ -681,8 +684,8 @@ void ifq_complexity_measure(const json_t *request, ifq_complexity_raw_t *out)
     if (!json_is_integer(mt))
         mt = json_object_get(body, "max_tokens");
     if (json_is_integer(mt) && json_integer_value(mt) >= 0)
-        out->max_tokens = json_integer_value(mt) > 100000000 ? 100000000
-                                                             : (long)json_integer_value(mt);
+        out->max_tokens =
+            json_integer_value(mt) > 100000000 ? 100000000 : (long)json_integer_value(mt);
 
     const char *prio = json_string_value(json_object_get(request, "priority"));
     out->priority = prio && strcmp(prio, "high") == 0  ? 1
@@ -708,7 +711,8 @@ void ifq_complexity_measure(const json_t *request, ifq_complexity_raw_t *out)
     double symdens = s.scanned ? (double)s.codesym / (double)s.scanned : 0.0;
     double code = 1.0 - (1.0 - 0.6 * (s.fences > 0)) * (1.0 - 0.6 * sat(s.csyn, 5)) *
                             (1.0 - 0.6 * sat(symdens, 0.04)) * (1.0 - 0.4 * sat(s.indented, 5));
-    double math = 1.0 - (1.0 - 0.7 * sat(s.math_terms, 2)) * (1.0 - 0.7 * sat(s.latex + s.unimath, 3)) *
+    double math = 1.0 - (1.0 - 0.7 * sat(s.math_terms, 2)) *
+                            (1.0 - 0.7 * sat(s.latex + s.unimath, 3)) *
                             (1.0 - 0.6 * sat(s.expr, 3)) * (1.0 - 0.4 * sat(s.units, 3)) *
                             (1.0 - 0.5 * (s.qty > 0 && s.numbers >= 2));
     long mtok = out->max_tokens >= 0 ? out->max_tokens : CX_DEFAULT_MAX_TOKENS;
@@ -780,7 +784,8 @@ int ifq_complexity_score(const ifq_complexity_cfg_t *cfg, const json_t *request,
     int rc = f && contrib ? 0 : -1;
     rc |= set_new(f, "est_tokens", json_integer(raw.est_tokens));
     rc |= set_new(f, "system_tokens", json_integer(raw.system_tokens));
-    rc |= set_new(f, "max_tokens", raw.max_tokens >= 0 ? json_integer(raw.max_tokens) : json_null());
+    rc |=
+        set_new(f, "max_tokens", raw.max_tokens >= 0 ? json_integer(raw.max_tokens) : json_null());
     rc |= set_new(f, "turns", json_integer(raw.turns));
     rc |= set_new(f, "code", json_real(round4(raw.x[IFQ_CX_CODE])));
     rc |= set_new(f, "code_cues", json_integer(raw.code_cues));
@@ -789,9 +794,10 @@ int ifq_complexity_score(const ifq_complexity_cfg_t *cfg, const json_t *request,
     rc |= set_new(f, "hard_cues", json_integer(raw.hard_cues));
     rc |= set_new(f, "easy_cues", json_integer(raw.easy_cues));
     rc |= set_new(f, "constraints", json_integer(raw.constraint_cues));
-    rc |= set_new(f, "tier_hint", raw.tier_hint == 1   ? json_string("small")
-                                  : raw.tier_hint == 2 ? json_string("large")
-                                                       : json_null());
+    rc |= set_new(f, "tier_hint",
+                  raw.tier_hint == 1   ? json_string("small")
+                  : raw.tier_hint == 2 ? json_string("large")
+                                       : json_null());
     rc |= set_new(f, "priority", json_string(prio_names[raw.priority]));
     rc |= set_new(f, "logit", json_real(round4(out->logit)));
     for (int i = 0; i < IFQ_CX_NFEAT && contrib; i++)

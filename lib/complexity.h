@@ -23,16 +23,16 @@
  * names are the keys of the config's `weights` mapping and of the result's
  * features.contrib object. */
 typedef enum {
-    IFQ_CX_LEN = 0,      /* log2(1 + est_tokens) / 14, at most 1 */
-    IFQ_CX_CODE,         /* code content in the text: fences, code keywords, symbol density */
-    IFQ_CX_CODE_TASK,    /* cues asking for code work (implement, debug, refactor...), /3 */
-    IFQ_CX_MATH,         /* math content: LaTeX, operators, math terms, numbers with units */
-    IFQ_CX_TURNS,        /* (user/assistant messages - 1) / 8, at most 1 */
-    IFQ_CX_HARD_Q,       /* reasoning cues (why, explain, compare, design, step by step...), /3 */
-    IFQ_CX_EASY_Q,       /* simple-task cues (what is, translate, list, extract, typos...), /3 */
-    IFQ_CX_CONSTRAINTS,  /* constraint cues (must, at least, without, budget...), /6 */
-    IFQ_CX_MAX_TOKENS,   /* log2(1 + max_tokens) / 12 (absent: 300), at most 1 */
-    IFQ_CX_SYSTEM,       /* log2(1 + system prompt tokens) / 12, at most 1 */
+    IFQ_CX_LEN = 0,     /* log2(1 + est_tokens) / 14, at most 1 */
+    IFQ_CX_CODE,        /* code content in the text: fences, code keywords, symbol density */
+    IFQ_CX_CODE_TASK,   /* cues asking for code work (implement, debug, refactor...), /3 */
+    IFQ_CX_MATH,        /* math content: LaTeX, operators, math terms, numbers with units */
+    IFQ_CX_TURNS,       /* (user/assistant messages - 1) / 8, at most 1 */
+    IFQ_CX_HARD_Q,      /* reasoning cues (why, explain, compare, design, step by step...), /3 */
+    IFQ_CX_EASY_Q,      /* simple-task cues (what is, translate, list, extract, typos...), /3 */
+    IFQ_CX_CONSTRAINTS, /* constraint cues (must, at least, without, budget...), /6 */
+    IFQ_CX_MAX_TOKENS,  /* log2(1 + max_tokens) / 12 (absent: 300), at most 1 */
+    IFQ_CX_SYSTEM,      /* log2(1 + system prompt tokens) / 12, at most 1 */
     IFQ_CX_NFEAT
 } ifq_cx_feature_t;
 
@@ -40,11 +40,11 @@ typedef enum {
 extern const char *const ifq_complexity_feature_names[IFQ_CX_NFEAT];
 
 typedef struct {
-    double threshold;               /* score >= threshold -> large; in [0, 1] */
-    double bias;                    /* the logit's intercept */
-    double weights[IFQ_CX_NFEAT];   /* per feature, indexed by ifq_cx_feature_t */
-    double priority_bias[3];        /* added to the logit; indexed normal=0, high=1, low=2 */
-    int honor_tier_hint;            /* 1: metadata.tier small|large forces the decision */
+    double threshold;             /* score >= threshold -> large; in [0, 1] */
+    double bias;                  /* the logit's intercept */
+    double weights[IFQ_CX_NFEAT]; /* per feature, indexed by ifq_cx_feature_t */
+    double priority_bias[3];      /* added to the logit; indexed normal=0, high=1, low=2 */
+    int honor_tier_hint;          /* 1: metadata.tier small|large forces the decision */
 } ifq_complexity_cfg_t;
 
 /* Fills out from a config section (an alias with strategy: cost, or
@@ -73,10 +73,10 @@ typedef struct {
     int hard_cues;          /* reasoning cue words and phrases */
     int easy_cues;          /* simple-task cue words and phrases */
     int constraint_cues;
-    int fences;             /* ``` fences seen */
-    int priority;           /* 0 normal, 1 high, 2 low */
-    int tier_hint;          /* 0 none, 1 small, 2 large (metadata.tier) */
-    size_t scanned_bytes;   /* bytes of text actually scanned (bounded) */
+    int fences;           /* ``` fences seen */
+    int priority;         /* 0 normal, 1 high, 2 low */
+    int tier_hint;        /* 0 none, 1 small, 2 large (metadata.tier) */
+    size_t scanned_bytes; /* bytes of text actually scanned (bounded) */
 } ifq_complexity_raw_t;
 
 /* Measures a request line (the whole line: body, metadata, priority).
@@ -86,7 +86,7 @@ typedef struct {
 void ifq_complexity_measure(const json_t *request, ifq_complexity_raw_t *out);
 
 typedef struct {
-    double score;       /* logistic of the logit, in [0, 1] */
+    double score; /* logistic of the logit, in [0, 1] */
     double logit;
     int large;          /* the decision: 1 large tier, 0 small tier */
     json_t *features;   /* caller owns (json_decref); see below */

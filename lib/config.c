@@ -491,9 +491,10 @@ static size_t resolve_list(vctx_t *v, ifq_config_t *cfg, json_t *list, const cha
 static void parse_alias_object(vctx_t *v, ifq_config_t *cfg, ifq_alias_t *al, json_t *a,
                                const char *where)
 {
-    static const char *const keys[] = {"strategy",        "deployments",  "weights",
-                                       "small",           "large",        "threshold",
-                                       "feature_weights", "health_aware", NULL};
+    static const char *const keys[] = {"strategy",  "deployments",   "weights",
+                                       "small",     "large",         "threshold",
+                                       "bias",      "priority_bias", "honor_tier_hint",
+                                       "description", "health_aware", NULL};
     if (check_keys(v, a, where, keys) < 0)
         return;
     const char *st = get_str(v, a, where, "strategy", "failover");
@@ -501,6 +502,12 @@ static void parse_alias_object(vctx_t *v, ifq_config_t *cfg, ifq_alias_t *al, js
     al->router = a;
     if (strcmp(st, "cost") == 0) {
         al->strategy = IFQ_STRATEGY_COST;
+        json_t *cx = json_copy(a);
+        json_object_del(cx, "health_aware");
+        char why[256];
+        if (ifq_complexity_cfg_parse(cx, &al->cx, why, sizeof(why)) != IFQ_OK)
+            verr(v, "%s.%s", where, why);
+        json_decref(cx);
         char w[IFQ_MAX_NAME + 32];
         ifq_deployment_t **small = NULL, **large = NULL;
         snprintf(w, sizeof(w), "%s.small", where);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "complexity.h"
 
 typedef struct ifq_deployment {
     const char *name;        /* catalog name, also the topic suffix */
@@ -49,7 +50,8 @@ typedef struct ifq_alias {
     ifq_deployment_t **chain;   /* borrowed from the config's deployments */
     double *weights;            /* weighted: one per chain entry */
     size_t n_small;             /* cost: chain[0..n_small) is the small tier, the rest large */
-    json_t *router;             /* cost: the alias's section (threshold, weights), borrowed */
+    json_t *router;             /* the alias's section when written as a mapping, borrowed */
+    ifq_complexity_cfg_t cx;    /* cost: the parsed complexity router */
     int health_aware;           /* skip deployments whose circuit is open (default on) */
 } ifq_alias_t;
 

@@ -160,17 +160,26 @@ ifq_decode_status_t ifq_request_validate(json_t *obj, ifq_request_t *req, ifq_re
     if (!json_is_object(body))
         return reject(err, "invalid_request", "body must be an object, got %s", type_name(body));
     req->body = body;
+    /* With a prompt template the model may come from the template, and the
+     * messages always do. */
+    json_t *tmpl = json_object_get(obj, "prompt");
+    if (tmpl && json_is_null(tmpl))
+        tmpl = NULL;
+    if (tmpl && req->kind != IFQ_URL_CHAT)
+        return reject(err, "invalid_request", "prompt templates are for /v1/chat/completions");
     json_t *model = json_object_get(body, "model");
-    if (!model)
+    if (!model && !tmpl)
         return reject(err, "invalid_request", "body.model is missing");
-    if (!json_is_string(model) || json_string_length(model) == 0)
+    if (model && (!json_is_string(model) || json_string_length(model) == 0))
         return reject(err, "invalid_request", "body.model must be a non-empty string");
-    req->model = json_string_value(model);
+    req->model = model ? json_string_value(model) : NULL;
 
     if (req->kind == IFQ_URL_CHAT) {
         json_t *msgs = json_object_get(body, "messages");
-        json_t *prompt = json_object_get(obj, "prompt");
-        if (!prompt && (!json_is_array(msgs) || json_array_size(msgs) == 0))
+        if (tmpl && msgs)
+            return reject(err, "invalid_request",
+                          "body.messages must be absent when a prompt template is used");
+        if (!tmpl && (!json_is_array(msgs) || json_array_size(msgs) == 0))
             return reject(err, "invalid_request", "body.messages must be a non-empty array");
     } else if (req->kind == IFQ_URL_EMBEDDINGS) {
         json_t *input = json_object_get(body, "input");

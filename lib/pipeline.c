@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "guard.h"
 #include "limits.h"
+#include "prompt.h"
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -237,6 +239,30 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         reject(out, req.root, err.code, now_ms, "%s", err.message);
         goto done;
     }
+    /* A prompt template renders into body.messages (and the template's
+     * model and parameters where the body has none). */
+    json_t *tmpl = json_object_get(req.root, "prompt");
+    char prompt_ref[IFQ_PROMPT_REF_SIZE] = "";
+    if (tmpl && !json_is_null(tmpl)) {
+        char why[512];
+        int prc = p->prompts ? ifq_prompts_render_request(p->prompts, tmpl, req.body, prompt_ref,
+                                                          sizeof(prompt_ref), why, sizeof(why))
+                             : IFQ_ERR_INVALID;
+        if (!p->prompts)
+            snprintf(why, sizeof(why), "prompt templates are not available on this broker");
+        if (prc != IFQ_OK) {
+            reject(out, req.root, prc == IFQ_ERR_IO ? "internal_error" : "invalid_request",
+                   now_ms, "prompt: %s", why);
+            goto done;
+        }
+        req.model = json_string_value(json_object_get(req.body, "model"));
+        if (!req.model) {
+            reject(out, req.root, "invalid_request", now_ms,
+                   "body.model is missing and prompt %s names no model", prompt_ref);
+            goto done;
+        }
+        copy_str(out->model_requested, sizeof(out->model_requested), req.model);
+    }
     if (team && !ifq_team_allows_model(team, req.model)) {
         reject(out, req.root, "model_not_allowed", now_ms,
                "team %s may not use model '%.200s'", team->name, req.model);
@@ -250,6 +276,32 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         goto done;
     }
 
+    /* Input guardrails: the team's policy, else the default. Actions are
+     * applied to the body in place; a block answers at once. */
+    json_t *findings = NULL;
+    const char *policy_name = team && team->guardrail_policy ? team->guardrail_policy : NULL;
+    if (p->guard) {
+        const ifq_guard_policy_t *pol = ifq_guard_policy(p->guard, policy_name);
+        if (pol) {
+            ifq_guard_verdict_t v;
+            ifq_guard_verdict_init(&v);
+            ifq_guard_scan_request(pol, req.body, req.kind, &v);
+            if (json_array_size(v.findings))
+                findings = json_incref(v.findings);
+            if (v.blocked) {
+                json_t *extra = json_pack("{s{sO}}", "guardrails", "input", v.findings);
+                char msg[400];
+                snprintf(msg, sizeof(msg), "blocked by guardrails: %s", v.blocked_by);
+                make_result(out, req.root, "rejected", "guardrail_blocked", msg, extra, now_ms);
+                json_decref(extra);
+                json_decref(findings);
+                ifq_guard_verdict_clear(&v);
+                goto done;
+            }
+            ifq_guard_verdict_clear(&v);
+        }
+    }
+
     ifq_route_t route;
     json_t *decision = NULL;
     char why[300];
@@ -258,6 +310,7 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         ifq_route_select(cfg, p->health, req.root, req.model, req.kind, rnd, &route, &decision,
                          why, sizeof(why));
     if (rs != IFQ_ROUTE_OK) {
+        json_decref(findings);
         reject(out, req.root, rs == IFQ_ROUTE_NOT_FOUND ? "model_not_found" : "context_too_long",
                now_ms, "%s", why);
         goto done;
@@ -294,6 +347,12 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         json_object_set_new(ext, "team", json_string(out->team));
     if (out->cache_key[0])
         json_object_set_new(ext, "cache_key", json_string(out->cache_key));
+    if (prompt_ref[0])
+        json_object_set_new(ext, "prompt", json_string(prompt_ref));
+    if (findings)
+        json_object_set_new(ext, "guardrails", json_pack("{so}", "input", findings));
+    if (policy_name)
+        json_object_set_new(ext, "guardrail_policy", json_string(policy_name));
     json_object_set_new(req.root, "inferq", ext);
     out->kind = IFQ_OUT_ROUTE;
     out->state = "routed";

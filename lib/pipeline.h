@@ -36,6 +36,8 @@ typedef struct ifq_pipeline {
     const ifq_config_t *cfg;
     ifq_avro_t *avro;
     const ifq_health_t *health; /* may be NULL */
+    struct ifq_prompts *prompts; /* may be NULL: prompt templates refused */
+    const struct ifq_guard *guard; /* may be NULL: no guardrails */
     uint64_t rng;
 } ifq_pipeline_t;
 

@@ -55,25 +55,21 @@ static void skip(json_t *skipped, const ifq_deployment_t *d, const char *reason)
     json_array_append_new(skipped, json_pack("{ss ss}", "deployment", d->name, "reason", reason));
 }
 
-/* A simple complexity score until the full router lands: long prompts, code
- * and explicit tier hints go large. */
-static int cost_pick_large(const ifq_alias_t *al, const json_t *request, int64_t est_tokens,
-                           json_t *decision)
+/* The complexity router: cheap features of the request give a score; at or
+ * above the alias's threshold the large tier goes first. The score, the
+ * features and the reason are recorded in the decision. */
+static int cost_pick_large(const ifq_alias_t *al, const json_t *request, json_t *decision)
 {
-    const char *tier = json_string_value(json_object_get(json_object_get(request, "metadata"), "tier"));
-    double threshold = json_number_value(json_object_get(al->router, "threshold"));
-    if (threshold <= 0)
-        threshold = 0.5;
-    double score = est_tokens > 2000 ? 1.0 : (double)est_tokens / 2000.0;
-    if (tier && strcmp(tier, "large") == 0)
-        score = 1.0;
-    else if (tier && strcmp(tier, "small") == 0)
-        score = 0.0;
-    json_object_set_new(decision, "score", json_real(score));
-    json_object_set_new(decision, "threshold", json_real(threshold));
-    json_object_set_new(decision, "features", json_pack("{sI ss*}", "est_tokens",
-                                                        (json_int_t)est_tokens, "tier_hint", tier));
-    return score >= threshold;
+    ifq_complexity_t cx;
+    memset(&cx, 0, sizeof(cx));
+    ifq_complexity_score(&al->cx, request, &cx);
+    json_object_set_new(decision, "score", json_real(cx.score));
+    json_object_set_new(decision, "threshold", json_real(al->cx.threshold));
+    if (cx.features)
+        json_object_set_new(decision, "features", cx.features);
+    if (cx.reason)
+        json_object_set_new(decision, "reason", json_string(cx.reason));
+    return cx.large;
 }
 
 ifq_route_status_t ifq_route_select(const ifq_config_t *cfg, const ifq_health_t *health,
@@ -112,7 +108,7 @@ ifq_route_status_t ifq_route_select(const ifq_config_t *cfg, const ifq_health_t 
     if (!al) {
         cand[nc++] = direct;
     } else if (al->strategy == IFQ_STRATEGY_COST) {
-        int large = cost_pick_large(al, request, est, dec);
+        int large = cost_pick_large(al, request, dec);
         json_object_set_new(dec, "tier", json_string(large ? "large" : "small"));
         /* The chosen tier first; the other tier follows as fallback. */
         size_t first = large ? al->n_small : 0, firstn = large ? al->n - al->n_small : al->n_small;

@@ -27,6 +27,7 @@
 #include "admin.h"
 #include "config.h"
 #include "envelope.h"
+#include "guard.h"
 #include "kafka.h"
 #include "limits.h"
 #include "log.h"
@@ -132,6 +133,7 @@ typedef struct worker {
     size_t ncons;
     rd_kafka_t *producer;
     ifq_state_t *state;
+    ifq_guard_t *guard;
     CURLM *multi;
     int wake[2];
     job_t *jobs; /* all live jobs */
@@ -333,6 +335,12 @@ static json_t *result_base(job_t *j)
                                   "model", (json_int_t)j->model_ms, "total",
                                   (json_int_t)(now - received)));
     json_object_set_new(ext, "finished_ms", json_integer(now));
+    static const char *const carried[] = {"team", "prompt", "guardrails", "routing"};
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(carried); i++) {
+        json_t *v = json_object_get(j->ext, carried[i]);
+        if (v)
+            json_object_set(ext, carried[i], v);
+    }
     return res;
 }
 
@@ -387,8 +395,44 @@ static void usage_count(worker_t *w, const char *deployment, json_int_t in_tok, 
     ifq_state_queue_cmd(w->state, 3, c5);
 }
 
+/* Output guardrails on the model's answer, with the policy the broker chose.
+ * Redactions change body in place. Returns 1 when the answer is blocked (the
+ * job is then finished with guardrail_blocked and body released). */
+static int guard_output(worker_t *w, job_t *j, json_t *body)
+{
+    if (!w->guard)
+        return 0;
+    const char *pn = json_string_value(json_object_get(j->ext, "guardrail_policy"));
+    const ifq_guard_policy_t *pol = ifq_guard_policy(w->guard, pn);
+    if (!pol)
+        return 0;
+    ifq_guard_verdict_t v;
+    ifq_guard_verdict_init(&v);
+    ifq_guard_scan_response(pol, body, j->kind, &v);
+    if (json_array_size(v.findings)) {
+        json_t *g = json_object_get(j->ext, "guardrails");
+        if (!json_is_object(g)) {
+            g = json_object();
+            json_object_set_new(j->ext, "guardrails", g);
+        }
+        json_object_set(g, "output", v.findings);
+    }
+    int blocked = v.blocked;
+    if (blocked) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "the model's answer was blocked by guardrails: %s",
+                 v.blocked_by);
+        json_decref(body);
+        finish_error(w, j, "failed", "guardrail_blocked", msg);
+    }
+    ifq_guard_verdict_clear(&v);
+    return blocked;
+}
+
 static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
 {
+    if (guard_output(w, j, body))
+        return;
     json_t *res = result_base(j);
     json_t *ext = ifq_result_ext(res);
     json_object_set_new(ext, "deployment", json_string(j->dep->name));
@@ -405,16 +449,12 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
                                         : json_string_value(json_object_get(body, "id"));
     const char *team = json_string_value(json_object_get(j->ext, "team"));
     if (team) {
-        json_object_set_new(ext, "team", json_string(team));
         ifq_limits_account(w->state, w->cfg->prefix, team,
                            json_string_value(json_object_get(j->ext, "model_requested")),
                            json_integer_value(json_object_get(j->ext, "limit_minute")),
                            json_integer_value(json_object_get(j->ext, "est_tokens")),
                            in_tok + out_tok, in_tok, out_tok, cost, ifq_now_ms());
     }
-    json_t *routing = json_object_get(j->ext, "routing");
-    if (routing)
-        json_object_set(ext, "routing", routing);
     const char *cache_key = json_string_value(json_object_get(j->ext, "cache_key"));
     if (cache_key && status >= 200 && status < 300) {
         json_t *entry = json_pack("{s{si ss sO} ss sO}", "response", "status_code", (int)status,
@@ -1178,6 +1218,11 @@ int main(int argc, char **argv)
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
+    w.guard = ifq_guard_from_config(w.cfg, errstr, sizeof(errstr));
+    if (!w.guard) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
     w.producer = ifq_kafka_producer_new(w.cfg, dr_cb, &w, NULL, errstr, sizeof(errstr));
     if (!w.producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
@@ -1352,6 +1397,7 @@ out:
     if (w.producer)
         rd_kafka_destroy(w.producer);
     ifq_state_destroy(w.state);
+    ifq_guard_destroy(w.guard);
     free(w.cons);
     ifq_config_destroy(w.cfg);
     curl_global_cleanup();

@@ -24,9 +24,13 @@
 #include "envelope.h"
 #include "kafka.h"
 #include "log.h"
+#include "prompt_cmd.h"
 #include "state.h"
 
 #define MAX_LINE (64u * 1024 * 1024)
+
+/* clients/cli/guard_cmd.c */
+int ifq_cli_guard(ifq_config_t *cfg, int argc, char **argv);
 
 static volatile sig_atomic_t interrupted;
 
@@ -649,6 +653,12 @@ static void usage(FILE *f)
           "      Prints the request's state from Redis.\n"
           "  models [--team T] [--json]\n"
           "      Lists the models (aliases and deployments) a team may use, with health.\n"
+          "  prompt push ID FILE | list [--json] | show ID [--version N|--label L] [--raw]\n"
+          "         | label ID LABEL VERSION | render ID [--version N|--label L] [--var K=V]...\n"
+          "      Versioned prompt templates in Redis (docs/prompts.md).\n"
+          "  guard scan [--policy NAME] [--output] [--jsonl] | guard policies\n"
+          "      Runs a guardrail policy on text from stdin and prints the findings and the\n"
+          "      transformed text (docs/guardrails.md). Exit 3 when blocked.\n"
           "\n"
           "The config defaults to $INFERQ_CONFIG, then deploy/local/inferq.yaml;\n"
           "INFERQ_KAFKA_BOOTSTRAP and INFERQ_REDIS_URL override it.\n",
@@ -693,6 +703,10 @@ int main(int argc, char **argv)
         rc = cmd_status(cfg, sub_argc, sub_argv);
     else if (strcmp(cmd, "models") == 0)
         rc = cmd_models(cfg, sub_argc, sub_argv);
+    else if (strcmp(cmd, "prompt") == 0)
+        rc = ifq_cli_prompt(cfg, sub_argc, sub_argv);
+    else if (strcmp(cmd, "guard") == 0)
+        rc = ifq_cli_guard(cfg, sub_argc, sub_argv);
     else {
         usage(stderr);
         rc = 2;
