@@ -43,6 +43,7 @@ typedef struct {
 typedef struct {
     ifq_decision_t d;
     const rd_kafka_message_t *src; /* the consumed message (for DLQ bytes) */
+    int outside_txn;               /* already published by the side producer */
     int delivered;                 /* 1 ok, -1 failed, 0 pending */
     rd_kafka_resp_err_t err;
     ifq_admit_t admit;
@@ -52,6 +53,8 @@ typedef struct {
 typedef struct {
     ifq_config_t *cfg;
     rd_kafka_t *producer;
+    rd_kafka_t *side;      /* transactions on: non-transactional, for client reply topics */
+    int side_outstanding;
     rd_kafka_t *consumer;
     ifq_state_t *state;
     ifq_limits_t *limits;
@@ -205,7 +208,8 @@ static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta
     return h;
 }
 
-static int produce_one(broker_t *b, out_t *o, const ifq_msgmeta_t *meta)
+static int produce_on(broker_t *b, rd_kafka_t *rk, int *outstanding, out_t *o,
+                      const ifq_msgmeta_t *meta)
 {
     const void *val = o->d.kind == IFQ_OUT_DLQ ? o->src->payload : o->d.value;
     size_t len = o->d.kind == IFQ_OUT_DLQ ? o->src->len : o->d.len;
@@ -214,11 +218,11 @@ static int produce_one(broker_t *b, out_t *o, const ifq_msgmeta_t *meta)
     rd_kafka_headers_t *h = headers_for(o, meta);
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            b->producer, RD_KAFKA_V_TOPIC(o->d.topic), RD_KAFKA_V_VALUE((void *)val, len),
+            rk, RD_KAFKA_V_TOPIC(o->d.topic), RD_KAFKA_V_VALUE((void *)val, len),
             RD_KAFKA_V_KEY((void *)key, klen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(o), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(b->producer, 50);
+            rd_kafka_poll(rk, 50);
             continue;
         }
         if (err) {
@@ -227,10 +231,60 @@ static int produce_one(broker_t *b, out_t *o, const ifq_msgmeta_t *meta)
             o->err = err;
             return -1;
         }
-        b->outstanding++;
+        (*outstanding)++;
         o->delivered = 0;
         return 0;
     }
+}
+
+static int retarget_failed_replies(broker_t *b, out_t *outs, size_t n);
+
+static int produce_one(broker_t *b, out_t *o, const ifq_msgmeta_t *meta)
+{
+    return produce_on(b, b->producer, &b->outstanding, o, meta);
+}
+
+static void side_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    broker_t *b = opaque;
+    out_t *o = m->_private;
+    b->side_outstanding--;
+    if (!o)
+        return;
+    o->err = m->err;
+    o->delivered = m->err ? -1 : 1;
+}
+
+/* Results addressed to a topic the client named go out before the
+ * transaction, on a plain producer: a topic that does not exist or that the
+ * broker may not write must not poison the transaction (an authorization
+ * error there is fatal to the producer). Failures are retargeted to the
+ * default reply topic, inside the transaction. A crash between the two
+ * repeats such a result on redelivery, never loses it: results are
+ * at-least-once, routed requests exactly-once. */
+static void publish_client_replies(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas,
+                                   size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        out_t *o = &outs[i];
+        if (o->d.kind != IFQ_OUT_RESULT || strcmp(o->d.topic, b->cfg->topic_replies) == 0)
+            continue;
+        produce_on(b, b->side, &b->side_outstanding, o, &metas[i]);
+        any = 1;
+    }
+    if (!any)
+        return;
+    while (b->side_outstanding > 0)
+        rd_kafka_poll(b->side, 100);
+    for (size_t i = 0; i < n; i++) {
+        out_t *o = &outs[i];
+        if (o->d.kind != IFQ_OUT_RESULT || strcmp(o->d.topic, b->cfg->topic_replies) == 0)
+            continue;
+        if (o->delivered == 1)
+            o->outside_txn = 1;
+    }
+    retarget_failed_replies(b, outs, n);
 }
 
 static void meta_of(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, hdrbuf_t *hb)
@@ -314,6 +368,7 @@ static int publish_plain(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, s
  * newer instance) returns -1. */
 static int publish_txn(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, size_t n)
 {
+    publish_client_replies(b, outs, metas, n);
     for (int attempt = 0; attempt < TXN_ATTEMPTS && !stop_requested; attempt++) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(b->producer);
         if (e) {
@@ -325,13 +380,15 @@ static int publish_txn(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, siz
             continue;
         }
         for (size_t i = 0; i < n; i++) {
+            if (outs[i].outside_txn)
+                continue;
             outs[i].delivered = 0;
             produce_one(b, &outs[i], &metas[i]);
         }
         rd_kafka_flush(b->producer, 60000);
         int failed = 0;
         for (size_t i = 0; i < n; i++)
-            failed += outs[i].delivered != 1;
+            failed += !outs[i].outside_txn && outs[i].delivered != 1;
         if (!failed) {
             rd_kafka_topic_partition_list_t *offs = batch_offsets(metas, n);
             rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(b->consumer);
@@ -679,6 +736,11 @@ int main(int argc, char **argv)
         }
     }
     if (b.transactions) {
+        b.side = ifq_kafka_producer_new(b.cfg, side_dr_cb, &b, NULL, errstr, sizeof(errstr));
+        if (!b.side) {
+            ifq_error("startup_failed", "producer: %s", errstr);
+            goto out;
+        }
         rd_kafka_error_t *e = rd_kafka_init_transactions(b.producer, 30000);
         if (e) {
             ifq_error("startup_failed",
@@ -776,6 +838,10 @@ out:
     if (b.producer) {
         rd_kafka_flush(b.producer, 5000);
         rd_kafka_destroy(b.producer);
+    }
+    if (b.side) {
+        rd_kafka_flush(b.side, 5000);
+        rd_kafka_destroy(b.side);
     }
     ifq_limits_destroy(b.limits);
     ifq_prompts_destroy(b.prompts);

@@ -314,6 +314,14 @@ json_t *ifq_result_new(const char *id, const char *custom_id, const char *model_
     if (model_requested)
         json_object_set_new(ext, "model_requested", json_string(model_requested));
     json_object_set_new(ext, "metadata", metadata ? json_deep_copy(metadata) : json_object());
+    /* Every result carries the whole inferq object (docs/wire-contract.md);
+     * the worker fills these in for requests that reached a model. */
+    json_object_set_new(ext, "deployment", json_null());
+    json_object_set_new(ext, "attempts", json_array());
+    json_object_set_new(ext, "usage", json_pack("{si si si}", "prompt_tokens", 0,
+                                                "completion_tokens", 0, "total_tokens", 0));
+    json_object_set_new(ext, "cost_usd", json_real(0.0));
+    json_object_set_new(ext, "timings_ms", json_object());
     json_t *res = json_object();
     json_object_set_new(res, "id", json_string(id));
     json_object_set_new(res, "custom_id", json_string(custom_id));

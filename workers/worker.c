@@ -603,8 +603,14 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    if (strncmp(hr.url, "https:", 6) == 0) {
+        /* Over TLS, HTTP/2 multiplexes many requests on one connection;
+         * PIPEWAIT makes new transfers wait for that connection instead of
+         * opening more. Plain http stays HTTP/1.1 with keep-alive, where
+         * waiting would serialise the first requests behind each other. */
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    }
     curl_easy_setopt(e, CURLOPT_USERAGENT, "inferq-worker/0.1");
     if (hr.aws_sigv4[0]) {
         /* libcurl copies both strings; ours are wiped below. */
@@ -666,7 +672,16 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
                      "the request's deadline passed while calling the model");
         return;
     }
-    if (uerr.retryable && j->attempt < w->cfg->max_attempts && !w->draining) {
+    if (uerr.retryable && j->attempt < w->cfg->max_attempts && w->draining) {
+        /* Shutting down: a transient failure is handed back (its offset
+         * stays uncommitted, so the next worker retries it) rather than
+         * turned into a final error. */
+        slot_release(j);
+        ifq_info("handed_back", "%s: retryable failure while draining", j->id);
+        job_free(w, j);
+        return;
+    }
+    if (uerr.retryable && j->attempt < w->cfg->max_attempts) {
         int64_t delay = ifq_backoff_ms(j->attempt, w->cfg->backoff_base_ms, w->cfg->backoff_max_ms,
                                        rand01(w));
         int64_t ra = ifq_retry_after_ms(j->retry_after[0] ? j->retry_after : NULL, now);
@@ -1314,8 +1329,9 @@ int main(int argc, char **argv)
             if (c->paused || w.draining) {
                 rd_kafka_message_t *m = next_message(c);
                 if (m) {
-                    /* Already fetched before the pause took effect: take it. */
-                    if (!m->err) {
+                    /* Already fetched before the pause took effect: take it
+                     * (while draining, leave it to the next owner). */
+                    if (!m->err && !w.draining) {
                         job_t *j = job_from_message(&w, c, m);
                         if (!j->id || !j->custom_id)
                             dead_letter(&w, j, m, "not a routed inferq request");

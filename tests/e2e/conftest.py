@@ -62,11 +62,16 @@ def make_gateway(request, stack_env, workdir):
     yield make
     bad = {}
     for gw in made:
+        # programs that died on their own before the end (a test has already
+        # failed for that, this makes sure it is not missed)
+        early = {p.name for p in [gw.broker, *gw.workers]
+                 if p is not None and p.exit_code is None and p.returncode is not None}
         for name, rc in gw.stop().items():
             if rc != 0:
-                bad[name] = (rc, gw.workdir / f"{name}.log")
-    assert not bad, ("programs exited non-zero after SIGTERM: " +
-                     "; ".join(f"{n}: exit {rc}" for n, (rc, _) in bad.items()) + "\n" +
+                how = "had exited by itself before teardown with" if name in early else \
+                    "exited after SIGTERM with"
+                bad[name] = (f"{name} {how} {rc}", gw.workdir / f"{name}.log")
+    assert not bad, ("; ".join(m for m, _ in bad.values()) + "\n" +
                      "\n".join(f"--- {n}\n{ifq_e2e.tail(log, 30)}" for n, (_, log) in bad.items()))
 
 

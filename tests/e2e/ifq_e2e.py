@@ -422,6 +422,13 @@ class Gateway:
         self.start_worker()
         return self
 
+    def check_alive(self, when: str = ""):
+        """Raises when the broker or a worker that nobody stopped has exited."""
+        for p in [self.broker, *self.workers]:
+            if p is not None and p.exit_code is None and p.returncode is not None:
+                raise AssertionError(f"{p.name} ({Path(p.argv[0]).name}) exited with "
+                                     f"{p.returncode} {when}; log tail:\n{p.tail(25)}")
+
     def stop(self) -> dict:
         """Stops everything with SIGTERM; returns {name: exit code}."""
         codes = {}
@@ -532,8 +539,10 @@ class TopicReader:
     the reader was created (assign, no group). Create it BEFORE producing:
     nothing produced afterwards can be missed."""
 
-    def __init__(self, bootstrap: str, topics: str | list[str], timeout: float = 60.0):
+    def __init__(self, bootstrap: str, topics: str | list[str], timeout: float = 60.0,
+                 watch: "Gateway | None" = None):
         self.topics = [topics] if isinstance(topics, str) else list(topics)
+        self.watch = watch  # fail at once when its broker or a worker dies
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("e2e-reader-"),
                            "enable.auto.commit": False, "enable.partition.eof": False,
                            "fetch.wait.max.ms": 20, "fetch.min.bytes": 1,
@@ -581,6 +590,8 @@ class TopicReader:
         deadline = time.monotonic() + timeout
         while True:
             self.poll(0.1)
+            if self.watch is not None:
+                self.watch.check_alive(f"while waiting for {what}")
             v = cond()
             if v:
                 return v

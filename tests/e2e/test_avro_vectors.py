@@ -46,8 +46,8 @@ def test_request_vectors_are_answered(gw):
             reply_topics.add(js["reply_to"])
     for t in reply_topics - {gw.replies}:
         ensure_topic(gw.env.bootstrap, t)
-    replies = ReplyCollector(gw.env.bootstrap, sorted(reply_topics))
-    dlq = TopicReader(gw.env.bootstrap, gw.dlq)
+    replies = ReplyCollector(gw.env.bootstrap, sorted(reply_topics), watch=gw)
+    dlq = TopicReader(gw.env.bootstrap, gw.dlq, watch=gw)
     prod = Produce(gw.env.bootstrap)
     try:
         slots = {}

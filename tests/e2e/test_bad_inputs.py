@@ -6,12 +6,13 @@ with a stable code; good requests produced between them, all with the same
 key (so all in one partition), are answered.
 """
 import json
-import time
+import re
+import secrets
 
 import pytest
 
 from ifq_e2e import (Produce, ReplyCollector, TopicReader, chat, content_of, deployment,
-                     describe, now_ms, unique)
+                     describe, ensure_topic, now_ms, unique)
 
 DLQ_HEADERS = ("inferq-error", "inferq-error-code", "inferq-source-topic",
                "inferq-source-partition", "inferq-source-offset", "inferq-dlq-ts")
@@ -30,8 +31,8 @@ def gw(make_gateway, stack_env):
 def test_bad_inputs_interleaved_with_good_ones(gw):
     tag = unique("bad-")
     key = f"{tag}-key"
-    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
-    dlq = TopicReader(gw.env.bootstrap, gw.dlq)
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
+    dlq = TopicReader(gw.env.bootstrap, gw.dlq, watch=gw)
     prod = Produce(gw.env.bootstrap)
 
     good = []  # custom_ids that must succeed
@@ -82,6 +83,13 @@ def test_bad_inputs_interleaved_with_good_ones(gw):
         send_good()
         send_err("bad-reply-to", chat("", "x", reply_to="not a topic!"), "invalid_request",
                  ["reply_to"])
+        # duplicate keys resolve to the last one (wire contract 6.2)
+        dup = f"{tag}-good-{len(good)}"
+        good.append(dup)
+        prod.send(gw.requests, ('{"custom_id": "%s-first", "custom_id": "%s", "method": "POST", '
+                                '"url": "/v1/chat/completions", "body": {"model": "chat-default", '
+                                '"messages": [{"role": "user", "content": "good %s"}]}}'
+                                % (dup, dup, dup)).encode(), key=key)
 
         r = chat("", "no url")
         del r["url"]
@@ -175,3 +183,140 @@ def test_bad_inputs_interleaved_with_good_ones(gw):
     finally:
         replies.close()
         dlq.close()
+
+
+def test_reply_to_topic(gw):
+    """Results go to the request's reply_to topic, with the metadata echoed."""
+    tag = unique("rt-")
+    team = gw.topic("replies.team-a")
+    ensure_topic(gw.env.bootstrap, team)
+    replies = ReplyCollector(gw.env.bootstrap, [gw.replies, team], watch=gw)
+    prod = Produce(gw.env.bootstrap)
+    try:
+        ok, rej = f"{tag}-team", f"{tag}-team-rejected"
+        prod.send(gw.requests, chat(ok, "to the team", reply_to=team, metadata={"t": "1"}), key=ok)
+        prod.send(gw.requests, chat(rej, "x", model="no-such-model", reply_to=team), key=rej)
+        prod.flush()
+        res = replies.results([ok, rej], timeout=60)
+        where = {cid: [r.topic for r in recs] for cid, recs in replies.by_id().items()}
+        assert where[ok] == [team] and where[rej] == [team], where
+        assert res[ok]["inferq"]["status"] == "succeeded", describe(res[ok])
+        assert res[ok]["inferq"]["metadata"] == {"t": "1"}
+        assert res[rej]["error"]["code"] == "model_not_found", describe(res[rej])
+    finally:
+        replies.close()
+
+
+def test_unwritable_reply_to_falls_back_to_default_replies(make_gateway, stack_env):
+    """A reply_to topic Kafka refuses to write (here the internal
+    __consumer_offsets; in production, one the broker has no ACL for) must
+    neither lose the result nor stop the partition: the result goes to the
+    default reply topic (the broker and the worker both say so in their
+    code), for a request answered by a worker and for one rejected by the
+    broker, and the requests after it are answered. Own broker and worker,
+    so that a crash here cannot take the module's other tests with it."""
+    g = make_gateway(deployments={"fake-chat": deployment(stack_env.fake_url, "fake-chat")},
+                     aliases={"chat-default": ["fake-chat"]})
+    g.start_worker()
+    tag = unique("rtfb-")
+    replies = ReplyCollector(g.env.bootstrap, g.replies, watch=g)
+    prod = Produce(g.env.bootstrap)
+    try:
+        routed = f"{tag}-internal-routed"
+        prod.send(g.requests, chat(routed, "x", reply_to="__consumer_offsets"), key=tag)
+        rejected = f"{tag}-internal-rejected"
+        prod.send(g.requests, chat(rejected, "x", model="no-such-model",
+                                   reply_to="__consumer_offsets"), key=tag)
+        after = f"{tag}-after"
+        prod.send(g.requests, chat(after, "after"), key=tag)
+        prod.flush()
+        res = replies.results([routed, rejected, after], timeout=30)
+        assert res[routed]["inferq"]["status"] == "succeeded", describe(res[routed])
+        assert res[rejected]["error"]["code"] == "model_not_found", describe(res[rejected])
+        assert res[after]["inferq"]["status"] == "succeeded", describe(res[after])
+    finally:
+        replies.close()
+
+
+def test_result_lines_follow_the_wire_contract(gw):
+    """Shape of result lines and their headers, as docs/wire-contract.md
+    sections 3.1 and 4 define them, for a succeeded and a rejected request.
+    All deviations are collected and reported together."""
+    tag = unique("shape-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
+    prod = Produce(gw.env.bootstrap)
+    trace = secrets.token_hex(16)
+    tp = f"00-{trace}-{secrets.token_hex(8)}-01"
+    try:
+        ok, rej = f"{tag}-ok", f"{tag}-rejected"
+        prod.send(gw.requests, chat(ok, "shape"), key=ok, headers=[("traceparent", tp.encode())])
+        prod.send(gw.requests, chat(rej, "shape", model="no-such-model"), key=rej)
+        prod.flush()
+        res = replies.results([ok, rej], timeout=60)
+        recs = replies.by_id()
+        problems = []
+
+        def check(cond, what):
+            if not cond:
+                problems.append(what)
+
+        for cid in (ok, rej):
+            r = res[cid]
+            ext = r.get("inferq", {})
+            check(set(r) >= {"id", "custom_id", "response", "error", "inferq"}, f"{cid}: keys {sorted(r)}")
+            check(re.fullmatch(r"ifq_[0-9a-f]{24}", r.get("id", "")), f"{cid}: id {r.get('id')!r}")
+            check(re.fullmatch(r"[0-9a-f]{32}", ext.get("trace_id", "")), f"{cid}: trace_id")
+            check(ext.get("model_requested"), f"{cid}: inferq.model_requested missing")
+            check(ext.get("metadata") == {}, f"{cid}: inferq.metadata is {ext.get('metadata', '<absent>')!r}, "
+                                             "contract: {} when the request had none")
+            check(isinstance(ext.get("attempts"), list), f"{cid}: inferq.attempts not a list")
+            check(isinstance(ext.get("usage"), dict), f"{cid}: inferq.usage absent")
+            check(isinstance(ext.get("cost_usd"), (int, float)), f"{cid}: inferq.cost_usd absent")
+            check(isinstance(ext.get("timings_ms"), dict), f"{cid}: inferq.timings_ms absent")
+            h = recs[cid][0]
+            check(h.header("inferq-id") == r.get("id"), f"{cid}: inferq-id header {h.header('inferq-id')!r}")
+            check((h.header("content-type") or "").startswith("application/json"),
+                  f"{cid}: content-type header {h.header('content-type')!r}")
+            check(ext.get("trace_id", "-") in (h.header("traceparent") or ""),
+                  f"{cid}: traceparent header does not carry the trace id")
+
+        r = res[ok]
+        check(r["inferq"].get("deployment") == "fake-chat", "succeeded: inferq.deployment")
+        check(r["inferq"].get("trace_id") == trace, "the client's traceparent trace id was not continued")
+        for a in r["inferq"].get("attempts", []):
+            check({"deployment", "status_code", "latency_ms"} <= set(a),
+                  f"attempt keys {sorted(a)}, contract: deployment, status_code, latency_ms")
+        r = res[rej]
+        check(r["inferq"].get("status") == "rejected" and r["inferq"].get("attempts") == [],
+              "rejected: status/attempts")
+        check(r["inferq"].get("deployment", "<absent>") is None,
+              f"rejected: inferq.deployment is {r['inferq'].get('deployment', '<absent>')!r}, contract: null")
+        assert not problems, "result lines deviate from docs/wire-contract.md:\n  " + "\n  ".join(problems)
+    finally:
+        replies.close()
+
+
+def test_null_prompt_means_absent(gw):
+    """Wire contract 2.1: "null for an optional field means the same as
+    leaving it out". A chat request without body.messages and with
+    "prompt": null is invalid (invalid_request naming messages), exactly as
+    without the prompt field; it must not be routed to a model."""
+    tag = unique("pnull-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
+    prod = Produce(gw.env.bootstrap)
+    try:
+        ids = []
+        for suffix, extra in (("absent", {}), ("null", {"prompt": None})):
+            r = chat(f"{tag}-{suffix}", "x", **extra)
+            del r["body"]["messages"]
+            ids.append(r["custom_id"])
+            prod.send(gw.requests, r, key=r["custom_id"])
+        prod.flush()
+        res = replies.results(ids, timeout=60)
+        for cid in ids:
+            r = res[cid]
+            assert r["error"] and r["error"]["code"] == "invalid_request", f"{cid}: {describe(r)}"
+            assert "messages" in r["error"]["message"], describe(r)
+            assert r["inferq"]["status"] == "rejected", describe(r)
+    finally:
+        replies.close()

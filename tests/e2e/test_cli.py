@@ -81,8 +81,8 @@ def test_submit_unknown_model_fails_with_model_not_found(gw):
 
 def test_submit_avro_travels_as_avro(gw):
     cid = unique("cli-avro-")
-    reqs = TopicReader(gw.env.bootstrap, gw.requests)
-    routed = TopicReader(gw.env.bootstrap, gw.topic("model.fake-chat"))
+    reqs = TopicReader(gw.env.bootstrap, gw.requests, watch=gw)
+    routed = TopicReader(gw.env.bootstrap, gw.topic("model.fake-chat"), watch=gw)
     try:
         rc, out, err = cli(gw, "submit", "--avro", "--message", "hello avro", "--custom-id", cid,
                            "--timeout", "60")

@@ -1,10 +1,16 @@
 """
 A worker that dies or is stopped with requests in flight loses nothing:
 
-- SIGKILL with ~200 slow requests in flight, then a new worker: every
-  request is answered (at least once; duplicates are reported, not failed).
+- SIGKILL with ~200 slow requests in flight (max_inflight 50), then a new
+  worker: every request is answered (at least once; duplicates are
+  reported, not failed).
 - SIGTERM with slow requests in flight: the worker drains them, exits 0
   within its shutdown grace, and a new worker answers the rest.
+- SIGTERM when the grace is too short: exit 0 at the end of the grace, the
+  unfinished requests are handed back and answered by the next worker.
+- SIGTERM while first attempts fail with a retryable error: the requests
+  still get their retries.
+- A fresh worker (no pooled connections) calls the model concurrently.
 """
 import time
 
@@ -61,7 +67,7 @@ def stop_workers(gw):
 
 def test_sigkill_with_requests_in_flight(gw, fake, record_property):
     tag = unique("kill-")
-    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
     fake.reset()
     w1 = gw.start_worker()
     try:
@@ -87,7 +93,7 @@ def test_sigkill_with_requests_in_flight(gw, fake, record_property):
 
 def test_sigterm_drains_in_flight_requests(gw, fake, record_property):
     tag = unique("term-")
-    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
     stop_workers(gw)  # start from a clean slate: no worker of the last test
     w1 = gw.start_worker()
     try:
@@ -123,7 +129,7 @@ def test_sigterm_does_not_turn_retryable_errors_into_failures(gw, fake):
     draining worker, or by the next one after a hand-back. A restart of a
     worker must not turn a transient upstream error into a final failure."""
     tag = unique("termretry-")
-    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
     stop_workers(gw)
     w1 = gw.start_worker()
     try:
@@ -133,7 +139,7 @@ def test_sigterm_does_not_turn_retryable_errors_into_failures(gw, fake):
             p.send(gw.requests, chat(cid, f"[[fake:latency=1500]][[fake:fail_first=1]]"
                                           f"[[fake:key={cid}]] transient"), key=cid)
         p.flush()
-        wait_until(lambda: fake.stats()["in_flight"] >= 10, 60, "10 requests in flight", 0.01)
+        wait_until(lambda: fake.stats()["in_flight"] >= 5, 60, "requests in flight", 0.01)
         w1.p.terminate()  # SIGTERM while the first attempts are in flight
         assert w1.wait_exit(GRACE_MS / 1000 + 10) == 0, w1.tail()
         gw.start_worker()
@@ -141,5 +147,51 @@ def test_sigterm_does_not_turn_retryable_errors_into_failures(gw, fake):
         failed = [describe(r) for r in res.values() if r["inferq"]["status"] != "succeeded"]
         assert not failed, (f"{len(failed)}/10 requests failed after a single attempt because "
                             f"the worker was draining, e.g. {failed[0]}")
+    finally:
+        replies.close()
+
+
+def test_fresh_worker_calls_the_model_concurrently(gw, fake):
+    """A worker with no connections yet must send concurrent requests to the
+    model concurrently (max_inflight 50), not one after the other: 20
+    requests of 1 s each take about 1 s of model time each, not 2 s because
+    they queued behind the first response."""
+    tag = unique("conc-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
+    stop_workers(gw)
+    gw.start_worker()  # an empty connection pool
+    try:
+        ids = produce_slow(gw, tag, 20, 1000)
+        res = replies.results(ids, timeout=60)
+        lat = sorted(r["inferq"]["attempts"][-1]["latency_ms"] for r in res.values())
+        slow = [l for l in lat if l >= 1800]
+        assert not slow, (f"{len(slow)}/20 model calls took >= 1.8 s for a 1 s answer (they "
+                          f"waited for another request's response): latencies {lat}")
+    finally:
+        replies.close()
+
+
+def test_sigterm_grace_expiry_hands_requests_back(gw, fake):
+    """Requests still running when the shutdown grace ends are handed back
+    (their offsets stay uncommitted): the worker exits 0 at the end of the
+    grace, and the next worker answers them."""
+    tag = unique("grace-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
+    stop_workers(gw)
+    w1 = gw.start_worker(worker={"shutdown_grace_ms": 1000})
+    try:
+        ids = produce_slow(gw, tag, 10, 4000)
+        wait_until(lambda: fake.stats()["in_flight"] >= 5, 60, "5 requests in flight", 0.01)
+        t0 = time.monotonic()
+        w1.p.terminate()
+        rc = w1.wait_exit(20)
+        took = time.monotonic() - t0
+        assert rc == 0, f"worker exited {rc}:\n{w1.tail()}"
+        assert took <= 1 + 5, f"worker took {took:.1f}s with a 1 s grace"
+        replies.poll(0.5)
+        unanswered = [c for c, n in replies.counts(ids).items() if n == 0]
+        assert len(unanswered) >= 5, "the requests in flight were answered before the grace ended?"
+        gw.start_worker()
+        check_complete(replies, ids, timeout=60)
     finally:
         replies.close()
