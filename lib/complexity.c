@@ -927,12 +927,13 @@ int ifq_complexity_cfg_parse(const json_t *section, ifq_complexity_cfg_t *out, c
             }
             c.honor_tier_hint = json_is_true(val);
         } else if (strcmp(key, "strategy") == 0 || strcmp(key, "small") == 0 ||
-                   strcmp(key, "large") == 0 || strcmp(key, "description") == 0) {
+                   strcmp(key, "large") == 0 || strcmp(key, "description") == 0 ||
+                   strcmp(key, "health_aware") == 0) {
             /* The router's keys: validated by the router. */
         } else {
             ifq_fmt(errstr, errstr_size,
                     "%s: unknown key (known: threshold, bias, weights, priority_bias, "
-                    "honor_tier_hint, strategy, small, large, description)",
+                    "honor_tier_hint, strategy, small, large, description, health_aware)",
                     key);
             return IFQ_ERR_CONFIG;
         }

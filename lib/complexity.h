@@ -54,8 +54,8 @@ typedef struct {
  *   weights: {feature name: number}   (features not named keep their default)
  *   priority_bias: {high|normal|low: number}
  *   honor_tier_hint: boolean
- * The router's own keys (strategy, small, large, description) are accepted
- * and ignored; any other key is an error. Returns IFQ_OK, or IFQ_ERR_CONFIG
+ * The router's own keys (strategy, small, large, description, health_aware)
+ * are accepted and ignored; any other key is an error. Returns IFQ_OK, or IFQ_ERR_CONFIG
  * with errstr naming the key relative to the section (e.g.
  * "weights.code: must be a number"); the caller prefixes the section's path.
  * out is left holding the defaults on error. */

@@ -239,6 +239,13 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         reject(out, req.root, err.code, now_ms, "%s", err.message);
         goto done;
     }
+    if (req.deadline_ms && req.deadline_ms <= now_ms) {
+        char why[160];
+        snprintf(why, sizeof(why), "deadline_ms %lld passed before the request was routed",
+                 (long long)req.deadline_ms);
+        make_result(out, req.root, "expired", "batch_expired", why, NULL, now_ms);
+        goto done;
+    }
     /* A prompt template renders into body.messages (and the template's
      * model and parameters where the body has none). */
     json_t *tmpl = json_object_get(req.root, "prompt");
@@ -266,13 +273,6 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     if (team && !ifq_team_allows_model(team, req.model)) {
         reject(out, req.root, "model_not_allowed", now_ms,
                "team %s may not use model '%.200s'", team->name, req.model);
-        goto done;
-    }
-    if (req.deadline_ms && req.deadline_ms <= now_ms) {
-        char why[160];
-        snprintf(why, sizeof(why), "deadline_ms %lld passed before the request was routed",
-                 (long long)req.deadline_ms);
-        make_result(out, req.root, "expired", "batch_expired", why, NULL, now_ms);
         goto done;
     }
 

@@ -20,9 +20,9 @@
 /* A request line with one user message (and optional extra top-level JSON). */
 static json_t *req_user(const char *text, const char *extra_json)
 {
-    json_t *r = json_pack("{s:s, s:s, s:s, s:{s:s, s:[{s:s, s:s}]}}", "custom_id", "t",
-                          "method", "POST", "url", "/v1/chat/completions", "body", "model",
-                          "auto", "messages", "role", "user", "content", text);
+    json_t *r = json_pack("{s:s, s:s, s:s, s:{s:s, s:[{s:s, s:s}]}}", "custom_id", "t", "method",
+                          "POST", "url", "/v1/chat/completions", "body", "model", "auto",
+                          "messages", "role", "user", "content", text);
     assert_non_null(r);
     if (extra_json) {
         json_t *extra = json_loads(extra_json, 0, NULL);
@@ -218,21 +218,23 @@ static void priority_biases_the_logit(void **state)
 static void features_explain_the_decision(void **state)
 {
     ifq_complexity_cfg_t cfg = defaults();
-    json_t *r = req_json(
-        "{\"custom_id\": \"f\", \"body\": {\"model\": \"auto\", \"max_tokens\": 512, \"messages\": ["
-        "{\"role\": \"system\", \"content\": \"You are terse.\"},"
-        "{\"role\": \"user\", \"content\": \"Why does this crash?\\n```c\\nint main(void) { char *p "
-        "= NULL; return *p; }\\n```\"},"
-        "{\"role\": \"assistant\", \"content\": \"It dereferences NULL.\"},"
-        "{\"role\": \"user\", \"content\": \"Prove that the fix is correct.\"}]}}");
+    json_t *r =
+        req_json("{\"custom_id\": \"f\", \"body\": {\"model\": \"auto\", \"max_tokens\": 512, "
+                 "\"messages\": ["
+                 "{\"role\": \"system\", \"content\": \"You are terse.\"},"
+                 "{\"role\": \"user\", \"content\": \"Why does this crash?\\n```c\\nint main(void) "
+                 "{ char *p "
+                 "= NULL; return *p; }\\n```\"},"
+                 "{\"role\": \"assistant\", \"content\": \"It dereferences NULL.\"},"
+                 "{\"role\": \"user\", \"content\": \"Prove that the fix is correct.\"}]}}");
     ifq_complexity_t out;
     assert_int_equal(ifq_complexity_score(&cfg, r, &out), IFQ_OK);
     json_t *f = out.features;
     assert_non_null(f);
     static const char *const keys[] = {
-        "est_tokens", "system_tokens", "max_tokens", "turns", "code", "code_cues", "math",
-        "question_type", "hard_cues", "easy_cues", "constraints", "tier_hint", "priority",
-        "logit", "contrib"};
+        "est_tokens",  "system_tokens", "max_tokens",    "turns",     "code",
+        "code_cues",   "math",          "question_type", "hard_cues", "easy_cues",
+        "constraints", "tier_hint",     "priority",      "logit",     "contrib"};
     for (size_t i = 0; i < IFQ_ARRAY_LEN(keys); i++)
         if (!json_object_get(f, keys[i]))
             fail_msg("features.%s missing", keys[i]);
@@ -372,11 +374,12 @@ static void config_defaults_and_overrides(void **state)
     double code_default = cfg.weights[IFQ_CX_CODE];
 
     /* An alias with strategy: cost carries the router's keys beside ours. */
-    json_t *sec = req_json("{\"strategy\": \"cost\", \"small\": [\"llama-8b\"], \"large\": "
-                           "[\"gpt-4o\"], \"threshold\": 0.55, \"bias\": -1.5, "
-                           "\"weights\": {\"math\": 3, \"len\": 0.25}, "
-                           "\"priority_bias\": {\"high\": 1.0, \"low\": -0.5}, "
-                           "\"honor_tier_hint\": false}");
+    json_t *sec = req_json(
+        "{\"strategy\": \"cost\", \"health_aware\": true, \"small\": [\"llama-8b\"], \"large\": "
+        "[\"gpt-4o\"], \"threshold\": 0.55, \"bias\": -1.5, "
+        "\"weights\": {\"math\": 3, \"len\": 0.25}, "
+        "\"priority_bias\": {\"high\": 1.0, \"low\": -0.5}, "
+        "\"honor_tier_hint\": false}");
     assert_int_equal(ifq_complexity_cfg_parse(sec, &cfg, err, sizeof(err)), IFQ_OK);
     assert_float_equal(cfg.threshold, 0.55, 1e-12);
     assert_float_equal(cfg.bias, -1.5, 1e-12);
