@@ -22,7 +22,7 @@ typedef struct {
     char *body; /* malloc'd, caller frees */
     size_t body_len;
     /* "Name: value" lines; values may hold secrets, so they are never logged. */
-    char headers[IFQ_HTTP_MAX_HEADERS][512];
+    char headers[IFQ_HTTP_MAX_HEADERS][2048]; /* room for AWS session tokens */
     int n_headers;
     /* AWS SigV4 signing by libcurl (CURLOPT_AWS_SIGV4), e.g.
      * "aws:amz:us-east-1:bedrock"; empty for none. userpwd is then

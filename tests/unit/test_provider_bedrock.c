@@ -208,7 +208,7 @@ static void uses_configured_env_vars_or_a_bedrock_api_key(void **state)
     fx_assert_body(&req, "bedrock/chat_hi.request.json");
     free(req.body);
     /* A session token too long for a header is refused with a clear reason. */
-    char tok[600];
+    char tok[2100];
     memset(tok, 'T', sizeof(tok) - 1);
     tok[sizeof(tok) - 1] = '\0';
     setenv("IFQ_TEST_TOKEN", tok, 1);
