@@ -53,7 +53,7 @@ typedef struct {
 typedef struct {
     ifq_config_t *cfg;
     rd_kafka_t *producer;
-    rd_kafka_t *side;      /* transactions on: non-transactional, for client reply topics */
+    rd_kafka_t *side; /* transactions on: non-transactional, for client reply topics */
     int side_outstanding;
     rd_kafka_t *consumer;
     ifq_state_t *state;
@@ -140,7 +140,8 @@ static char *broker_models(void *opaque, const char *team, int *status)
     broker_t *b = opaque;
     if (team && !ifq_config_team(b->cfg, team)) {
         *status = 404;
-        return strdup("{\"error\":{\"message\":\"no such team\",\"type\":\"invalid_request_error\"}}");
+        return strdup(
+            "{\"error\":{\"message\":\"no such team\",\"type\":\"invalid_request_error\"}}");
     }
     /* The health view is written by the main thread; a torn read of an int
      * only shows a health flag a second late. */
@@ -262,8 +263,7 @@ static void side_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
  * default reply topic, inside the transaction. A crash between the two
  * repeats such a result on redelivery, never loses it: results are
  * at-least-once, routed requests exactly-once. */
-static void publish_client_replies(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas,
-                                   size_t n)
+static void publish_client_replies(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, size_t n)
 {
     int any = 0;
     for (size_t i = 0; i < n; i++) {
@@ -294,8 +294,8 @@ static void meta_of(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, hdrbuf_t *
     meta->offset = m->offset;
     rd_kafka_timestamp_type_t tstype;
     meta->timestamp = rd_kafka_message_timestamp(m, &tstype);
-    meta->traceparent = ifq_kafka_header(m, "traceparent", hb->tp, sizeof(hb->tp)) > 0 ? hb->tp
-                                                                                      : NULL;
+    meta->traceparent =
+        ifq_kafka_header(m, "traceparent", hb->tp, sizeof(hb->tp)) > 0 ? hb->tp : NULL;
     meta->sig_team =
         ifq_kafka_header(m, "inferq-team", hb->team, sizeof(hb->team)) > 0 ? hb->team : NULL;
     meta->signature =
@@ -644,8 +644,7 @@ int main(int argc, char **argv)
     rd_kafka_queue_t *q = NULL;
     rd_kafka_message_t **msgs = NULL;
     b.health.n = b.cfg->n_deployments;
-    b.health.deps = calloc(b.cfg->n_deployments ? b.cfg->n_deployments : 1,
-                           sizeof(*b.health.deps));
+    b.health.deps = calloc(b.cfg->n_deployments ? b.cfg->n_deployments : 1, sizeof(*b.health.deps));
     for (size_t i = 0; i < b.health.n; i++)
         b.health.deps[i].inflight = -1;
     b.avro = ifq_avro_new(errstr, sizeof(errstr));
@@ -700,14 +699,14 @@ int main(int argc, char **argv)
         char host[128] = "host";
         gethostname(host, sizeof(host) - 1);
         if (b.cfg->transactional_id)
-            snprintf(txn_id, sizeof(txn_id), "%s%s%s", b.cfg->transactional_id,
-                     instance ? "-" : "", instance ? instance : "");
+            snprintf(txn_id, sizeof(txn_id), "%s%s%s", b.cfg->transactional_id, instance ? "-" : "",
+                     instance ? instance : "");
         else
             snprintf(txn_id, sizeof(txn_id), "%s-%s-%s", b.cfg->broker_group, host,
                      instance ? instance : "0");
     }
-    b.producer = ifq_kafka_producer_new(b.cfg, dr_cb, &b, txn_id[0] ? txn_id : NULL, errstr,
-                                        sizeof(errstr));
+    b.producer =
+        ifq_kafka_producer_new(b.cfg, dr_cb, &b, txn_id[0] ? txn_id : NULL, errstr, sizeof(errstr));
     if (!b.producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
         goto out;
@@ -726,8 +725,8 @@ int main(int argc, char **argv)
                                sizeof(lanes[0]));
                 topics[4 + 3 * i + lane] = lanes[3 * i + lane];
             }
-        int trc = ifq_kafka_ensure_topics(b.producer, b.cfg, topics, nt, 15000, errstr,
-                                          sizeof(errstr));
+        int trc =
+            ifq_kafka_ensure_topics(b.producer, b.cfg, topics, nt, 15000, errstr, sizeof(errstr));
         free(topics);
         free(lanes);
         if (trc != IFQ_OK) {
@@ -771,19 +770,16 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    ifq_admin_handlers_t ah = {.ready = broker_ready,
-                               .metrics = broker_metrics,
-                               .models = broker_models,
-                               .opaque = &b};
+    ifq_admin_handlers_t ah = {
+        .ready = broker_ready, .metrics = broker_metrics, .models = broker_models, .opaque = &b};
     admin = ifq_admin_start(b.cfg->broker_admin_port, &ah, errstr, sizeof(errstr));
     if (!admin && b.cfg->broker_admin_port > 0) {
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
     ifq_info("started", "consuming %s and %s, %zu deployment(s), %zu alias(es), %zu team(s)%s%s",
-             b.cfg->topic_requests, team_re, b.cfg->n_deployments, b.cfg->n_aliases,
-             b.cfg->n_teams, b.transactions ? ", transactional id " : ", no transactions",
-             txn_id);
+             b.cfg->topic_requests, team_re, b.cfg->n_deployments, b.cfg->n_aliases, b.cfg->n_teams,
+             b.transactions ? ", transactional id " : ", no transactions", txn_id);
 
     q = rd_kafka_queue_get_consumer(b.consumer);
     size_t cap = (size_t)b.cfg->broker_batch_size;

@@ -39,7 +39,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         char why[256] = "";
         int ok = a->h.ready ? a->h.ready(a->h.opaque, why, sizeof(why)) : 1;
         char *body = malloc(300);
-        int n = snprintf(body, 300, "%s%s%s\n", ok ? "ready" : "not ready", why[0] ? ": " : "", why);
+        int n =
+            snprintf(body, 300, "%s%s%s\n", ok ? "ready" : "not ready", why[0] ? ": " : "", why);
         return reply(c, ok ? 200 : 503, "text/plain", body, (size_t)n);
     }
     if (strcmp(url, "/metrics") == 0) {

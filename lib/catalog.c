@@ -32,13 +32,13 @@ int ifq_catalog_resolve(const ifq_config_t *cfg, const char *model, ifq_route_t 
 static json_t *deployment_info(const ifq_config_t *cfg, const ifq_deployment_t *d,
                                const ifq_health_t *health)
 {
-    json_t *o = json_pack("{ss ss ss}", "name", d->name, "provider", d->provider, "model",
-                          d->model);
+    json_t *o =
+        json_pack("{ss ss ss}", "name", d->name, "provider", d->provider, "model", d->model);
     if (d->context_window)
         json_object_set_new(o, "context_window", json_integer(d->context_window));
-    json_object_set_new(o, "price_per_mtok",
-                        json_pack("{sf sf}", "input", d->price_input_per_mtok, "output",
-                                  d->price_output_per_mtok));
+    json_object_set_new(
+        o, "price_per_mtok",
+        json_pack("{sf sf}", "input", d->price_input_per_mtok, "output", d->price_output_per_mtok));
     const char *tier = json_string_value(json_object_get(d->tags, "tier"));
     if (tier)
         json_object_set_new(o, "tier", json_string(tier));
@@ -47,12 +47,11 @@ static json_t *deployment_info(const ifq_config_t *cfg, const ifq_deployment_t *
     if (health) {
         const ifq_dep_health_t *h = &health->deps[d - cfg->deployments];
         static const char *const states[] = {"closed", "open", "half_open"};
-        json_object_set_new(o, "health",
-                            json_pack("{ss si}", "circuit",
-                                      states[h->circuit_open >= 0 && h->circuit_open < 3
-                                                 ? h->circuit_open
-                                                 : 0],
-                                      "inflight", h->inflight));
+        json_object_set_new(
+            o, "health",
+            json_pack("{ss si}", "circuit",
+                      states[h->circuit_open >= 0 && h->circuit_open < 3 ? h->circuit_open : 0],
+                      "inflight", h->inflight));
     }
     return o;
 }
@@ -74,13 +73,12 @@ json_t *ifq_catalog_models(const ifq_config_t *cfg, const char *team_name, const
             if (a->chain[k]->context_window > window)
                 window = a->chain[k]->context_window;
         }
-        json_t *ext = json_pack("{ss ss so}", "kind", "alias", "strategy",
-                                strategies[a->strategy], "deployments", deps);
+        json_t *ext = json_pack("{ss ss so}", "kind", "alias", "strategy", strategies[a->strategy],
+                                "deployments", deps);
         if (window)
             json_object_set_new(ext, "context_window", json_integer(window));
-        json_array_append_new(data, json_pack("{ss ss si ss so}", "id", a->name, "object",
-                                              "model", "created", 0, "owned_by", "inferq",
-                                              "inferq", ext));
+        json_array_append_new(data, json_pack("{ss ss si ss so}", "id", a->name, "object", "model",
+                                              "created", 0, "owned_by", "inferq", "inferq", ext));
     }
     for (size_t i = 0; i < cfg->n_deployments; i++) {
         const ifq_deployment_t *d = &cfg->deployments[i];
@@ -88,9 +86,9 @@ json_t *ifq_catalog_models(const ifq_config_t *cfg, const char *team_name, const
             continue;
         json_t *ext = deployment_info(cfg, d, health);
         json_object_set_new(ext, "kind", json_string("deployment"));
-        json_array_append_new(data, json_pack("{ss ss si ss so}", "id", d->name, "object",
-                                              "model", "created", 0, "owned_by", d->provider,
-                                              "inferq", ext));
+        json_array_append_new(data,
+                              json_pack("{ss ss si ss so}", "id", d->name, "object", "model",
+                                        "created", 0, "owned_by", d->provider, "inferq", ext));
     }
     return json_pack("{ss so}", "object", "list", "data", data);
 }

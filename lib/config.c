@@ -491,10 +491,9 @@ static size_t resolve_list(vctx_t *v, ifq_config_t *cfg, json_t *list, const cha
 static void parse_alias_object(vctx_t *v, ifq_config_t *cfg, ifq_alias_t *al, json_t *a,
                                const char *where)
 {
-    static const char *const keys[] = {"strategy",  "deployments",   "weights",
-                                       "small",     "large",         "threshold",
-                                       "bias",      "priority_bias", "honor_tier_hint",
-                                       "description", "health_aware", NULL};
+    static const char *const keys[] = {
+        "strategy", "deployments",   "weights",         "small",       "large",        "threshold",
+        "bias",     "priority_bias", "honor_tier_hint", "description", "health_aware", NULL};
     if (check_keys(v, a, where, keys) < 0)
         return;
     const char *st = get_str(v, a, where, "strategy", "failover");

@@ -16,23 +16,23 @@
 #include "complexity.h"
 
 typedef struct ifq_deployment {
-    const char *name;        /* catalog name, also the topic suffix */
-    const char *provider;    /* "openai" (more in later providers) */
-    const char *base_url;    /* e.g. http://127.0.0.1:8080/v1 */
-    const char *model;       /* upstream model name sent to the provider */
-    const char *api_key_env; /* environment variable holding the key, or NULL */
-    int max_inflight;        /* per-process cap on concurrent calls */
-    int timeout_ms;          /* per-attempt HTTP timeout */
-    const char *api_version; /* azure: api-version query parameter */
-    const char *region;      /* bedrock: AWS region */
+    const char *name;                  /* catalog name, also the topic suffix */
+    const char *provider;              /* "openai" (more in later providers) */
+    const char *base_url;              /* e.g. http://127.0.0.1:8080/v1 */
+    const char *model;                 /* upstream model name sent to the provider */
+    const char *api_key_env;           /* environment variable holding the key, or NULL */
+    int max_inflight;                  /* per-process cap on concurrent calls */
+    int timeout_ms;                    /* per-attempt HTTP timeout */
+    const char *api_version;           /* azure: api-version query parameter */
+    const char *region;                /* bedrock: AWS region */
     const char *aws_access_key_env;    /* bedrock: env var of the access key id */
     const char *aws_secret_key_env;    /* bedrock: env var of the secret key */
     const char *aws_session_token_env; /* bedrock: env var of a session token, or NULL */
-    double price_input_per_mtok;  /* USD per million input tokens */
-    double price_output_per_mtok; /* USD per million output tokens */
-    int context_window;           /* tokens; 0 = unknown */
-    json_t *tags;                 /* object of string tags (e.g. tier: small), borrowed */
-    char default_url[256];        /* storage for a base_url derived from the provider */
+    double price_input_per_mtok;       /* USD per million input tokens */
+    double price_output_per_mtok;      /* USD per million output tokens */
+    int context_window;                /* tokens; 0 = unknown */
+    json_t *tags;                      /* object of string tags (e.g. tier: small), borrowed */
+    char default_url[256];             /* storage for a base_url derived from the provider */
     char topic[IFQ_MAX_TOPIC + 1];
 } ifq_deployment_t;
 
@@ -46,25 +46,25 @@ typedef enum {
 typedef struct ifq_alias {
     const char *name;
     ifq_strategy_t strategy;
-    size_t n;                   /* chain length, >= 1 (cost: small tier then large tier) */
-    ifq_deployment_t **chain;   /* borrowed from the config's deployments */
-    double *weights;            /* weighted: one per chain entry */
-    size_t n_small;             /* cost: chain[0..n_small) is the small tier, the rest large */
-    json_t *router;             /* the alias's section when written as a mapping, borrowed */
-    ifq_complexity_cfg_t cx;    /* cost: the parsed complexity router */
-    int health_aware;           /* skip deployments whose circuit is open (default on) */
+    size_t n;                 /* chain length, >= 1 (cost: small tier then large tier) */
+    ifq_deployment_t **chain; /* borrowed from the config's deployments */
+    double *weights;          /* weighted: one per chain entry */
+    size_t n_small;           /* cost: chain[0..n_small) is the small tier, the rest large */
+    json_t *router;           /* the alias's section when written as a mapping, borrowed */
+    ifq_complexity_cfg_t cx;  /* cost: the parsed complexity router */
+    int health_aware;         /* skip deployments whose circuit is open (default on) */
 } ifq_alias_t;
 
 typedef struct ifq_team {
     const char *name;
-    json_t *models;          /* array of alias/deployment names, "*" = all; borrowed */
-    json_t *reply_topics;    /* array of topic names or "prefix*" patterns; borrowed */
+    json_t *models;       /* array of alias/deployment names, "*" = all; borrowed */
+    json_t *reply_topics; /* array of topic names or "prefix*" patterns; borrowed */
     const char *guardrail_policy;
-    const char *hmac_key_env; /* key for signed requests on the shared topic */
-    int rpm, tpm;            /* 0 = unlimited */
-    json_t *model_limits;    /* object model -> {rpm, tpm}; borrowed */
+    const char *hmac_key_env;                    /* key for signed requests on the shared topic */
+    int rpm, tpm;                                /* 0 = unlimited */
+    json_t *model_limits;                        /* object model -> {rpm, tpm}; borrowed */
     double budget_daily_usd, budget_monthly_usd; /* 0 = none */
-    int hold_low_priority;   /* over a limit, low priority waits instead of failing */
+    int hold_low_priority; /* over a limit, low priority waits instead of failing */
 } ifq_team_t;
 
 typedef struct ifq_config {
@@ -118,7 +118,7 @@ typedef struct ifq_config {
     const char *default_team; /* team of unsigned requests on <prefix>.requests */
     int transactions;         /* exactly-once consume-route-produce-commit */
     const char *transactional_id;
-    int hold_max_ms;          /* longest a held low-priority request waits per round */
+    int hold_max_ms; /* longest a held low-priority request waits per round */
 
     /* cache */
     int cache_enabled;

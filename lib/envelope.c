@@ -137,8 +137,9 @@ ifq_decode_status_t ifq_request_validate(json_t *obj, ifq_request_t *req, ifq_re
 
     json_t *url = json_object_get(obj, "url");
     if (!url || json_is_null(url))
-        return reject(err, "unsupported_url",
-                      "url is missing; use /v1/chat/completions, /v1/completions or /v1/embeddings");
+        return reject(
+            err, "unsupported_url",
+            "url is missing; use /v1/chat/completions, /v1/completions or /v1/embeddings");
     if (!json_is_string(url))
         return reject(err, "invalid_request", "url must be a string, got %s", type_name(url));
     req->url = json_string_value(url);
@@ -201,7 +202,8 @@ ifq_decode_status_t ifq_request_validate(json_t *obj, ifq_request_t *req, ifq_re
         else if (p && strcmp(p, "normal") == 0)
             req->priority = IFQ_PRIO_NORMAL;
         else
-            return reject(err, "invalid_request", "priority must be \"high\", \"normal\" or \"low\"");
+            return reject(err, "invalid_request",
+                          "priority must be \"high\", \"normal\" or \"low\"");
     }
 
     json_t *dl = json_object_get(obj, "deadline_ms");
@@ -233,7 +235,8 @@ ifq_decode_status_t ifq_request_validate(json_t *obj, ifq_request_t *req, ifq_re
 
     json_t *pr = json_object_get(obj, "prompt");
     if (pr && !json_is_null(pr) && !json_is_object(pr))
-        return reject(err, "invalid_request", "prompt must be an object {id, version|label, variables}");
+        return reject(err, "invalid_request",
+                      "prompt must be an object {id, version|label, variables}");
     return IFQ_DECODE_OK;
 }
 
@@ -291,8 +294,8 @@ ifq_decode_status_t ifq_request_decode(ifq_avro_t *avro, const void *buf, size_t
     req->root = obj;
     req->encoding = enc;
     if (st == IFQ_DECODE_OK && len > max_bytes)
-        return reject(err, "request_too_large", "request of %zu bytes exceeds the limit of %zu bytes",
-                      len, max_bytes);
+        return reject(err, "request_too_large",
+                      "request of %zu bytes exceeds the limit of %zu bytes", len, max_bytes);
     return st;
 }
 
@@ -318,8 +321,9 @@ json_t *ifq_result_new(const char *id, const char *custom_id, const char *model_
      * the worker fills these in for requests that reached a model. */
     json_object_set_new(ext, "deployment", json_null());
     json_object_set_new(ext, "attempts", json_array());
-    json_object_set_new(ext, "usage", json_pack("{si si si}", "prompt_tokens", 0,
-                                                "completion_tokens", 0, "total_tokens", 0));
+    json_object_set_new(
+        ext, "usage",
+        json_pack("{si si si}", "prompt_tokens", 0, "completion_tokens", 0, "total_tokens", 0));
     json_object_set_new(ext, "cost_usd", json_real(0.0));
     json_object_set_new(ext, "timings_ms", json_object());
     json_t *res = json_object();
@@ -336,8 +340,7 @@ json_t *ifq_result_ext(json_t *result)
     return json_object_get(result, "inferq");
 }
 
-void ifq_result_set_error(json_t *result, const char *status, const char *code,
-                          const char *message)
+void ifq_result_set_error(json_t *result, const char *status, const char *code, const char *message)
 {
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(code));
@@ -347,8 +350,7 @@ void ifq_result_set_error(json_t *result, const char *status, const char *code,
     json_object_set_new(ifq_result_ext(result), "status", json_string(status));
 }
 
-void ifq_result_set_response(json_t *result, int status_code, const char *request_id,
-                             json_t *body)
+void ifq_result_set_response(json_t *result, int status_code, const char *request_id, json_t *body)
 {
     json_t *r = json_object();
     json_object_set_new(r, "status_code", json_integer(status_code));

@@ -15,9 +15,9 @@
 typedef enum { IFQ_ENC_JSON, IFQ_ENC_AVRO, IFQ_ENC_UNKNOWN } ifq_encoding_t;
 
 typedef enum {
-    IFQ_URL_CHAT = 0,       /* /v1/chat/completions */
-    IFQ_URL_COMPLETIONS,    /* /v1/completions */
-    IFQ_URL_EMBEDDINGS,     /* /v1/embeddings */
+    IFQ_URL_CHAT = 0,    /* /v1/chat/completions */
+    IFQ_URL_COMPLETIONS, /* /v1/completions */
+    IFQ_URL_EMBEDDINGS,  /* /v1/embeddings */
 } ifq_url_kind_t;
 
 typedef enum { IFQ_PRIO_NORMAL = 0, IFQ_PRIO_HIGH, IFQ_PRIO_LOW } ifq_priority_t;
@@ -34,8 +34,8 @@ typedef struct {
     const char *model;
     const char *reply_to; /* NULL: the default reply topic */
     ifq_priority_t priority;
-    int64_t deadline_ms;  /* 0: none */
-    json_t *metadata;     /* NULL or an object of strings */
+    int64_t deadline_ms; /* 0: none */
+    json_t *metadata;    /* NULL or an object of strings */
 } ifq_request_t;
 
 typedef enum {
@@ -81,8 +81,7 @@ void ifq_result_set_error(json_t *result, const char *status, const char *code,
                           const char *message);
 /* Marks a result as succeeded with the provider's HTTP status and body
  * (body reference is taken). */
-void ifq_result_set_response(json_t *result, int status_code, const char *request_id,
-                             json_t *body);
+void ifq_result_set_response(json_t *result, int status_code, const char *request_id, json_t *body);
 /* Returns inferq object of a result (borrowed). */
 json_t *ifq_result_ext(json_t *result);
 

@@ -18,6 +18,8 @@
 #include "guard_int.h"
 #include "guard_validate.h"
 
+/* The tables below are laid out by hand for reading; keep the formatter off. */
+/* clang-format off */
 const ifq_gentity_t ifq_guard_entities[GE_COUNT] = {
     [GE_EMAIL] = {"EMAIL_ADDRESS", GG_PII},
     [GE_PHONE] = {"PHONE_NUMBER", GG_PII},
@@ -580,3 +582,4 @@ double ifq_guard_context(int ctx, const char *text, size_t len, size_t s, size_t
             return ctx_boost[ctx];
     return 0;
 }
+/* clang-format on */

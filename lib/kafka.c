@@ -19,11 +19,12 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    ifq_log_level_t l = level <= 3 ? IFQ_LOG_ERROR : level <= 4 ? IFQ_LOG_WARN
-                        : level <= 6                ? IFQ_LOG_INFO
-                                                    : IFQ_LOG_DEBUG;
-    ifq_log_fields(l, "kafka_log", json_pack("{ss ss}", "client", rd_kafka_name(rk), "facility", fac),
-                   "%s", buf);
+    ifq_log_level_t l = level <= 3   ? IFQ_LOG_ERROR
+                        : level <= 4 ? IFQ_LOG_WARN
+                        : level <= 6 ? IFQ_LOG_INFO
+                                     : IFQ_LOG_DEBUG;
+    ifq_log_fields(l, "kafka_log",
+                   json_pack("{ss ss}", "client", rd_kafka_name(rk), "facility", fac), "%s", buf);
 }
 
 static rd_kafka_conf_t *base_conf(const ifq_config_t *cfg, char *errstr, size_t errstr_size)
@@ -67,8 +68,10 @@ rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
     /* Defaults first; an operator's kafka.properties were applied already
      * and must win, so only set what they did not. */
     static const char *const defaults[][2] = {
-        {"enable.idempotence", "true"}, {"linger.ms", "2"},
-        {"compression.codec", "lz4"},   {"message.max.bytes", "67108864"},
+        {"enable.idempotence", "true"},
+        {"linger.ms", "2"},
+        {"compression.codec", "lz4"},
+        {"message.max.bytes", "67108864"},
     };
     for (size_t i = 0; i < IFQ_ARRAY_LEN(defaults); i++) {
         if (cfg->kafka_props && json_object_get(cfg->kafka_props, defaults[i][0]))
@@ -95,12 +98,9 @@ rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id
     if (!conf)
         return NULL;
     static const char *const defaults[][2] = {
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"enable.partition.eof", "false"},
-        {"fetch.wait.max.ms", "50"},
-        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.auto.commit", "false"},   {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
+        {"fetch.wait.max.ms", "50"},       {"partition.assignment.strategy", "cooperative-sticky"},
     };
     if (conf_set(conf, "group.id", group_id, errstr, errstr_size) < 0)
         goto fail;
@@ -191,7 +191,8 @@ int ifq_kafka_ensure_topics(rd_kafka_t *rk, const ifq_config_t *cfg, const char 
                 ifq_info("topic_created", "%s", rd_kafka_topic_result_name(tr[i]));
             else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                 snprintf(errstr, errstr_size, "creating topic %s: %s",
-                         rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
+                         rd_kafka_topic_result_name(tr[i]),
+                         rd_kafka_topic_result_error_string(tr[i]));
                 rc = IFQ_ERR_IO;
             }
         }

@@ -206,7 +206,8 @@ int ifq_cache_key(const ifq_config_t *cfg, const char *team, const json_t *reque
     if (!cfg->cache_enabled)
         return -1;
     const json_t *body = json_object_get(request, "body");
-    const char *opt = json_string_value(json_object_get(json_object_get(request, "metadata"), "cache"));
+    const char *opt =
+        json_string_value(json_object_get(json_object_get(request, "metadata"), "cache"));
     if (opt && strcmp(opt, "false") == 0)
         return -1;
     json_t *temp = json_object_get(body, "temperature");
@@ -259,8 +260,7 @@ void ifq_cache_lookup(ifq_state_t *st, const char *prefix, const char *key, json
     ifq_state_queue_cmd_cb(st, 2, argv, cache_reply, out);
 }
 
-void ifq_cache_store(ifq_state_t *st, const ifq_config_t *cfg, const char *key,
-                     const json_t *entry)
+void ifq_cache_store(ifq_state_t *st, const ifq_config_t *cfg, const char *key, const json_t *entry)
 {
     char *v = json_dumps(entry, JSON_COMPACT);
     if (!v)

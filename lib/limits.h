@@ -23,8 +23,8 @@ typedef enum {
     IFQ_ADMIT_PENDING = -2, /* reply not received yet */
     IFQ_ADMIT_UNKNOWN = -1, /* Redis unreachable: admitted, and logged */
     IFQ_ADMIT_OK = 0,
-    IFQ_ADMIT_RATE = 1,     /* rate_limited */
-    IFQ_ADMIT_BUDGET = 2,   /* budget_exceeded */
+    IFQ_ADMIT_RATE = 1,   /* rate_limited */
+    IFQ_ADMIT_BUDGET = 2, /* budget_exceeded */
 } ifq_admit_status_t;
 
 typedef struct {
@@ -59,8 +59,7 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
  * body with its keys sorted. Returns 0, or -1 when the request is not
  * cacheable (non-zero temperature without metadata.cache = "true", n > 1,
  * stream). */
-int ifq_cache_key(const ifq_config_t *cfg, const char *team, const json_t *request,
-                  char out[65]);
+int ifq_cache_key(const ifq_config_t *cfg, const char *team, const json_t *request, char out[65]);
 /* Queues a lookup; on a hit *out becomes the cached entry (caller owns). */
 void ifq_cache_lookup(ifq_state_t *st, const char *prefix, const char *key, json_t **out);
 /* Queues a store of entry (serialised; skipped when above max_bytes). */

@@ -15,9 +15,9 @@ typedef struct {
 struct ifq_offsets {
     slot_t *ring;
     size_t cap, head, len;
-    int64_t last_tracked;   /* -1 before the first */
-    int64_t position;       /* one past the highest contiguous done offset; -1 unknown */
-    int64_t committed;      /* last committed position; -1 none */
+    int64_t last_tracked; /* -1 before the first */
+    int64_t position;     /* one past the highest contiguous done offset; -1 unknown */
+    int64_t committed;    /* last committed position; -1 none */
     size_t inflight;
 };
 

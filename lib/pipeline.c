@@ -123,8 +123,8 @@ void ifq_decision_cached(ifq_decision_t *d, const json_t *entry, int64_t now_ms)
     json_t *req = d->request;
     d->request = NULL;
     json_t *md = json_object_get(req, "metadata");
-    json_t *res = ifq_result_new(d->id, d->custom_id, d->model_requested,
-                                 json_is_object(md) ? md : NULL);
+    json_t *res =
+        ifq_result_new(d->id, d->custom_id, d->model_requested, json_is_object(md) ? md : NULL);
     json_t *resp = json_object_get(entry, "response");
     ifq_result_set_response(res, (int)json_integer_value(json_object_get(resp, "status_code")),
                             json_string_value(json_object_get(resp, "request_id")),
@@ -150,8 +150,8 @@ void ifq_decision_cached(ifq_decision_t *d, const json_t *entry, int64_t now_ms)
 }
 
 /* Identifies the team. Returns 0, or -1 with a rejection already made. */
-static int identify_team(ifq_pipeline_t *p, const ifq_msgmeta_t *meta, const void *buf,
-                         size_t len, const json_t *req, ifq_decision_t *out, int64_t now_ms,
+static int identify_team(ifq_pipeline_t *p, const ifq_msgmeta_t *meta, const void *buf, size_t len,
+                         const json_t *req, ifq_decision_t *out, int64_t now_ms,
                          const ifq_team_t **team)
 {
     const ifq_config_t *cfg = p->cfg;
@@ -178,8 +178,7 @@ static int identify_team(ifq_pipeline_t *p, const ifq_msgmeta_t *meta, const voi
         ifq_hmac_hex(key, buf, len, want);
         if (CRYPTO_memcmp(want, meta->signature, 64) != 0) {
             reject(out, req, "unauthorized", now_ms,
-                   "the inferq-signature header does not match the message for team %s",
-                   t->name);
+                   "the inferq-signature header does not match the message for team %s", t->name);
             return -1;
         }
         *team = t;
@@ -203,8 +202,7 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     const ifq_config_t *cfg = p->cfg;
     memset(out, 0, sizeof(*out));
     ifq_request_id(out->id, meta->topic, meta->partition, meta->offset, meta->timestamp);
-    ifq_traceparent(out->traceparent, meta->traceparent,
-                    ifq_fnv1a64(out->id, strlen(out->id), 0));
+    ifq_traceparent(out->traceparent, meta->traceparent, ifq_fnv1a64(out->id, strlen(out->id), 0));
     copy_str(out->reply_topic, sizeof(out->reply_topic), cfg->topic_replies);
 
     ifq_request_t req;
@@ -258,8 +256,8 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         if (!p->prompts)
             snprintf(why, sizeof(why), "prompt templates are not available on this broker");
         if (prc != IFQ_OK) {
-            reject(out, req.root, prc == IFQ_ERR_IO ? "internal_error" : "invalid_request",
-                   now_ms, "prompt: %s", why);
+            reject(out, req.root, prc == IFQ_ERR_IO ? "internal_error" : "invalid_request", now_ms,
+                   "prompt: %s", why);
             goto done;
         }
         req.model = json_string_value(json_object_get(req.body, "model"));
@@ -271,8 +269,8 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         copy_str(out->model_requested, sizeof(out->model_requested), req.model);
     }
     if (team && !ifq_team_allows_model(team, req.model)) {
-        reject(out, req.root, "model_not_allowed", now_ms,
-               "team %s may not use model '%.200s'", team->name, req.model);
+        reject(out, req.root, "model_not_allowed", now_ms, "team %s may not use model '%.200s'",
+               team->name, req.model);
         goto done;
     }
 
@@ -306,9 +304,8 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     json_t *decision = NULL;
     char why[300];
     double rnd = (double)(splitmix64(&p->rng) >> 11) / (double)(1ULL << 53);
-    ifq_route_status_t rs =
-        ifq_route_select(cfg, p->health, req.root, req.model, req.kind, rnd, &route, &decision,
-                         why, sizeof(why));
+    ifq_route_status_t rs = ifq_route_select(cfg, p->health, req.root, req.model, req.kind, rnd,
+                                             &route, &decision, why, sizeof(why));
     if (rs != IFQ_ROUTE_OK) {
         json_decref(findings);
         reject(out, req.root, rs == IFQ_ROUTE_NOT_FOUND ? "model_not_found" : "context_too_long",
@@ -337,12 +334,11 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         json_array_append_new(chain, json_string(route.chain[i]->name));
     json_t *src = json_pack("{ss si sI}", "topic", meta->topic, "partition", (int)meta->partition,
                             "offset", (json_int_t)meta->offset);
-    json_t *ext = json_pack("{ss ss so si so so sI ss s[] so sI}", "id", out->id,
-                            "model_requested", req.model, "chain", chain, "hop", 0, "source", src,
-                            "encoding", json_string(ifq_encoding_name(req.encoding)),
-                            "received_ms", (json_int_t)now_ms, "traceparent", out->traceparent,
-                            "attempts", "routing", decision, "est_tokens",
-                            (json_int_t)out->est_tokens);
+    json_t *ext = json_pack("{ss ss so si so so sI ss s[] so sI}", "id", out->id, "model_requested",
+                            req.model, "chain", chain, "hop", 0, "source", src, "encoding",
+                            json_string(ifq_encoding_name(req.encoding)), "received_ms",
+                            (json_int_t)now_ms, "traceparent", out->traceparent, "attempts",
+                            "routing", decision, "est_tokens", (json_int_t)out->est_tokens);
     if (out->team[0])
         json_object_set_new(ext, "team", json_string(out->team));
     if (out->cache_key[0])

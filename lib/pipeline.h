@@ -35,8 +35,8 @@ typedef struct {
 typedef struct ifq_pipeline {
     const ifq_config_t *cfg;
     ifq_avro_t *avro;
-    const ifq_health_t *health; /* may be NULL */
-    struct ifq_prompts *prompts; /* may be NULL: prompt templates refused */
+    const ifq_health_t *health;    /* may be NULL */
+    struct ifq_prompts *prompts;   /* may be NULL: prompt templates refused */
     const struct ifq_guard *guard; /* may be NULL: no guardrails */
     uint64_t rng;
 } ifq_pipeline_t;
@@ -54,13 +54,13 @@ typedef struct {
     char reason[512];       /* readable reason for errors and DLQ */
     char model_requested[IFQ_MAX_NAME + 1];
     char deployment[IFQ_MAX_NAME + 1];
-    char team[IFQ_MAX_NAME + 1]; /* empty: no team (no teams configured) */
+    char team[IFQ_MAX_NAME + 1];         /* empty: no team (no teams configured) */
     char reply_topic[IFQ_MAX_TOPIC + 1]; /* where results of this request go */
     ifq_priority_t priority;
-    int64_t est_tokens;     /* prompt + max_tokens estimate */
-    double est_cost;        /* USD, from the first deployment's prices */
-    char cache_key[65];     /* empty: not cacheable */
-    json_t *request;        /* ROUTE only: the routed message, owned until serialised */
+    int64_t est_tokens; /* prompt + max_tokens estimate */
+    double est_cost;    /* USD, from the first deployment's prices */
+    char cache_key[65]; /* empty: not cacheable */
+    json_t *request;    /* ROUTE only: the routed message, owned until serialised */
 } ifq_decision_t;
 
 /* Decides one message's outcome. now_ms is the wall clock (for deadlines).

@@ -73,9 +73,9 @@ static int cost_pick_large(const ifq_alias_t *al, const json_t *request, json_t 
 }
 
 ifq_route_status_t ifq_route_select(const ifq_config_t *cfg, const ifq_health_t *health,
-                                    const json_t *request, const char *model,
-                                    ifq_url_kind_t kind, double rnd, ifq_route_t *out,
-                                    json_t **decision, char *why, size_t why_size)
+                                    const json_t *request, const char *model, ifq_url_kind_t kind,
+                                    double rnd, ifq_route_t *out, json_t **decision, char *why,
+                                    size_t why_size)
 {
     memset(out, 0, sizeof(*out));
     *decision = NULL;

@@ -17,9 +17,9 @@
 
 /* What the workers publish about one deployment. */
 typedef struct {
-    int circuit_open;        /* 1 open, 2 half-open, 0 closed/unknown */
+    int circuit_open; /* 1 open, 2 half-open, 0 closed/unknown */
     int64_t circuit_changed_ms;
-    int inflight;            /* summed over fresh worker reports; -1 unknown */
+    int inflight; /* summed over fresh worker reports; -1 unknown */
 } ifq_dep_health_t;
 
 /* One entry per cfg->deployments[i], same index. */
@@ -34,8 +34,8 @@ int64_t ifq_estimate_tokens(const json_t *body, ifq_url_kind_t kind);
 
 typedef enum {
     IFQ_ROUTE_OK = 0,
-    IFQ_ROUTE_NOT_FOUND,  /* no such alias or deployment */
-    IFQ_ROUTE_TOO_LONG,   /* no deployment's context window fits the request */
+    IFQ_ROUTE_NOT_FOUND, /* no such alias or deployment */
+    IFQ_ROUTE_TOO_LONG,  /* no deployment's context window fits the request */
 } ifq_route_status_t;
 
 /* Chooses the chain for `request` (the whole request line). rnd is a
@@ -44,8 +44,8 @@ typedef enum {
  * says why: {"strategy", "chain", "skipped": [{deployment, reason}], and for
  * cost routing "score", "features", "tier"}. */
 ifq_route_status_t ifq_route_select(const ifq_config_t *cfg, const ifq_health_t *health,
-                                    const json_t *request, const char *model,
-                                    ifq_url_kind_t kind, double rnd, ifq_route_t *out,
-                                    json_t **decision, char *why, size_t why_size);
+                                    const json_t *request, const char *model, ifq_url_kind_t kind,
+                                    double rnd, ifq_route_t *out, json_t **decision, char *why,
+                                    size_t why_size);
 
 #endif

@@ -173,7 +173,8 @@ void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, con
     snprintf(ttl, sizeof(ttl), "%d", st->ttl_s);
     snprintf(ts_field, sizeof(ts_field), "%s_ms", state);
     snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
-    const char *fixed[] = {"EVALSHA", st->scripts[0].sha, "1", custom_id, id, state, rank, ttl, ts_field, now};
+    const char *fixed[] = {"EVALSHA", st->scripts[0].sha, "1", custom_id, id, state, rank,
+                           ttl,       ts_field,           now};
     for (size_t i = 0; i < IFQ_ARRAY_LEN(fixed); i++)
         c->argv[c->argc++] = i == 3 ? key_for(st, custom_id) : strdup(fixed[i]);
     for (size_t i = 0; i + 1 < nkv && c->argc + 2 <= STATE_MAX_ARGS; i += 2) {
@@ -395,7 +396,7 @@ int ifq_state_read_health(ifq_state_t *st, const ifq_config_t *cfg, ifq_health_t
             }
             if (h && part == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
                 const char *state = r->element[0]->str;
-                h->circuit_open = !state                             ? 0
+                h->circuit_open = !state                            ? 0
                                   : strcmp(state, "open") == 0      ? 1
                                   : strcmp(state, "half_open") == 0 ? 2
                                                                     : 0;

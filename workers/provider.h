@@ -32,9 +32,9 @@ typedef struct {
 } ifq_http_req_t;
 
 typedef struct {
-    int retryable;      /* 1 when another attempt may succeed */
-    char type[64];      /* stable short class: http_429, http_500, timeout, connect, malformed ... */
-    char message[512];  /* readable, never contains request text or secrets */
+    int retryable;     /* 1 when another attempt may succeed */
+    char type[64];     /* stable short class: http_429, http_500, timeout, connect, malformed ... */
+    char message[512]; /* readable, never contains request text or secrets */
 } ifq_upstream_err_t;
 
 typedef struct ifq_provider {

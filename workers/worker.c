@@ -61,16 +61,16 @@ typedef struct job {
     int64_t offset;
     unsigned gen;
 
-    json_t *routed;   /* the routed message (owned) */
-    json_t *ext;      /* routed.inferq (borrowed) */
-    const char *id;   /* borrowed from ext */
+    json_t *routed; /* the routed message (owned) */
+    json_t *ext;    /* routed.inferq (borrowed) */
+    const char *id; /* borrowed from ext */
     const char *custom_id;
     ifq_url_kind_t kind;
     ifq_deployment_t *dep;
     int attempt; /* attempts made on this deployment */
     int64_t deadline_ms;
     int64_t picked_ms; /* wall clock when the worker took it */
-    ifq_timer_t timer;  /* armed in JOB_WAIT_RETRY */
+    ifq_timer_t timer; /* armed in JOB_WAIT_RETRY */
     char traceparent[64];
 
     CURL *easy;
@@ -84,8 +84,8 @@ typedef struct job {
     int64_t attempt_start_us;
     int64_t model_ms; /* summed over attempts */
 
-    int is_probe;  /* the half-open circuit's trial request */
-    int lane;      /* ifq_priority_t of the request */
+    int is_probe; /* the half-open circuit's trial request */
+    int lane;     /* ifq_priority_t of the request */
     char *out;    /* the produced value (result or failover routed message) */
     size_t out_len;
     char out_topic[IFQ_MAX_TOPIC + 1];
@@ -102,8 +102,8 @@ static const char *const circuit_names[] = {"closed", "open", "half_open"};
 
 typedef struct {
     circuit_state_t state;
-    int failures;        /* consecutive */
-    int64_t open_until;  /* monotonic ms */
+    int failures;       /* consecutive */
+    int64_t open_until; /* monotonic ms */
     int probe_inflight;
     int64_t opened_total;
 } circuit_t;
@@ -437,7 +437,8 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
     json_t *ext = ifq_result_ext(res);
     json_object_set_new(ext, "deployment", json_string(j->dep->name));
     json_t *usage = json_object_get(body, "usage");
-    json_object_set_new(ext, "usage", json_is_object(usage) ? json_deep_copy(usage) : json_object());
+    json_object_set_new(ext, "usage",
+                        json_is_object(usage) ? json_deep_copy(usage) : json_object());
     json_int_t in_tok = json_integer_value(json_object_get(usage, "prompt_tokens"));
     json_int_t out_tok = json_integer_value(json_object_get(usage, "completion_tokens"));
     double cost = ((double)in_tok * j->dep->price_input_per_mtok +
@@ -445,8 +446,8 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
                   1e6;
     json_object_set_new(ext, "cost_usd", json_real(cost));
     usage_count(w, j->dep->name, in_tok, out_tok, cost);
-    const char *rid = j->request_id[0] ? j->request_id
-                                        : json_string_value(json_object_get(body, "id"));
+    const char *rid =
+        j->request_id[0] ? j->request_id : json_string_value(json_object_get(body, "id"));
     const char *team = json_string_value(json_object_get(j->ext, "team"));
     if (team) {
         ifq_limits_account(w->state, w->cfg->prefix, team,
@@ -638,9 +639,9 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         uerr.retryable = 1;
         snprintf(uerr.type, sizeof(uerr.type), "%s",
                  cc == CURLE_OPERATION_TIMEDOUT ? "timeout"
-                 : j->resp_too_big             ? "response_too_large"
-                 : cc == CURLE_COULDNT_CONNECT ? "connect"
-                                               : "transport");
+                 : j->resp_too_big              ? "response_too_large"
+                 : cc == CURLE_COULDNT_CONNECT  ? "connect"
+                                                : "transport");
         snprintf(uerr.message, sizeof(uerr.message), "%s (%s)", curl_easy_strerror(cc),
                  j->dep->name);
         if (j->resp_too_big)
@@ -649,9 +650,9 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
         body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
     }
-    json_array_append_new(json_object_get(j->ext, "attempts"),
-                          attempt_record(j, status, body ? NULL : uerr.type,
-                                         body ? NULL : uerr.message, latency));
+    json_array_append_new(
+        json_object_get(j->ext, "attempts"),
+        attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency));
     circuit_record(w, j, body != NULL,
                    status == 0 || status >= 500 || strcmp(uerr.type, "malformed_response") == 0);
     if (body) {
@@ -660,9 +661,8 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         return;
     }
     ifq_log_fields(IFQ_LOG_INFO, "attempt_failed",
-                   json_pack("{ss ss si sI ss}", "id", j->id, "deployment", j->dep->name,
-                             "attempt", j->attempt, "status", (json_int_t)status, "type",
-                             uerr.type),
+                   json_pack("{ss ss si sI ss}", "id", j->id, "deployment", j->dep->name, "attempt",
+                             j->attempt, "status", (json_int_t)status, "type", uerr.type),
                    "%s", uerr.message);
 
     int64_t now = ifq_now_ms();
@@ -682,8 +682,8 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         return;
     }
     if (uerr.retryable && j->attempt < w->cfg->max_attempts) {
-        int64_t delay = ifq_backoff_ms(j->attempt, w->cfg->backoff_base_ms, w->cfg->backoff_max_ms,
-                                       rand01(w));
+        int64_t delay =
+            ifq_backoff_ms(j->attempt, w->cfg->backoff_base_ms, w->cfg->backoff_max_ms, rand01(w));
         int64_t ra = ifq_retry_after_ms(j->retry_after[0] ? j->retry_after : NULL, now);
         if (ra > delay)
             delay = ra;
@@ -713,8 +713,8 @@ static void circuit_publish(worker_t *w, consumer_t *c)
     snprintf(failures, sizeof(failures), "%d", c->circuit.failures);
     snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
     snprintf(total, sizeof(total), "%lld", (long long)c->circuit.opened_total);
-    const char *hset[] = {"HSET",     key,      "state",        circuit_names[c->circuit.state],
-                          "failures", failures, "updated_ms",   now,
+    const char *hset[] = {"HSET",         key,      "state",      circuit_names[c->circuit.state],
+                          "failures",     failures, "updated_ms", now,
                           "opened_total", total};
     ifq_state_queue_cmd(w->state, (int)IFQ_ARRAY_LEN(hset), hset);
     const char *exp[] = {"EXPIRE", key, "86400"};
@@ -805,9 +805,9 @@ static void dispatch(worker_t *w, job_t *j)
         json_t *chain = json_object_get(j->ext, "chain");
         json_int_t hop = json_integer_value(json_object_get(j->ext, "hop"));
         if ((size_t)hop + 1 < json_array_size(chain)) {
-            json_array_append_new(json_object_get(j->ext, "attempts"),
-                                  attempt_record(j, 0, "circuit_open",
-                                                 "circuit breaker open; not called", 0));
+            json_array_append_new(
+                json_object_get(j->ext, "attempts"),
+                attempt_record(j, 0, "circuit_open", "circuit breaker open; not called", 0));
             slot_release(j);
             if (failover(w, j) == 0)
                 return;
@@ -855,8 +855,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (!j)
         return;
     if (m->err) {
-        if (j->final_state && !j->to_default &&
-            strcmp(j->out_topic, w->cfg->topic_replies) != 0) {
+        if (j->final_state && !j->to_default && strcmp(j->out_topic, w->cfg->topic_replies) != 0) {
             ifq_warn("reply_topic_failed", "%s: %s; using %s", j->out_topic,
                      rd_kafka_err2str(m->err), w->cfg->topic_replies);
             j->to_default = 1;
@@ -999,7 +998,8 @@ static void intake(worker_t *w, consumer_t *c)
         }
         job_t *j = job_from_message(w, c, m);
         if (!j->id || !j->custom_id || !json_is_object(json_object_get(j->routed, "body"))) {
-            dead_letter(w, j, m, "not a routed inferq request (missing inferq.id, custom_id or body)");
+            dead_letter(w, j, m,
+                        "not a routed inferq request (missing inferq.id, custom_id or body)");
         } else {
             batch[n++] = j;
         }
@@ -1256,8 +1256,8 @@ int main(int argc, char **argv)
                 ifq_lane_topic(w.cfg, w.cons[i].dep, lane, lanes[3 * i + lane], sizeof(lanes[0]));
                 topics[nt++] = lanes[3 * i + lane];
             }
-        int trc = ifq_kafka_ensure_topics(w.producer, w.cfg, topics, nt, 15000, errstr,
-                                          sizeof(errstr));
+        int trc =
+            ifq_kafka_ensure_topics(w.producer, w.cfg, topics, nt, 15000, errstr, sizeof(errstr));
         free(topics);
         free(lanes);
         if (trc != IFQ_OK) {

@@ -306,26 +306,46 @@ static int cmd_submit(ifq_config_t *cfg, int argc, char **argv, int use_avro)
     long long deadline = 0;
     json_t *metadata = json_object();
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},     {"message", required_argument, NULL, 'M'},
-        {"url", required_argument, NULL, 'u'},       {"custom-id", required_argument, NULL, 'i'},
-        {"reply-to", required_argument, NULL, 'r'},  {"timeout", required_argument, NULL, 't'},
-        {"priority", required_argument, NULL, 'p'},  {"deadline-ms", required_argument, NULL, 'd'},
-        {"metadata", required_argument, NULL, 'k'},  {"max-tokens", required_argument, NULL, 'x'},
-        {"avro", no_argument, NULL, 'a'},            {NULL, 0, NULL, 0}};
+        {"model", required_argument, NULL, 'm'},    {"message", required_argument, NULL, 'M'},
+        {"url", required_argument, NULL, 'u'},      {"custom-id", required_argument, NULL, 'i'},
+        {"reply-to", required_argument, NULL, 'r'}, {"timeout", required_argument, NULL, 't'},
+        {"priority", required_argument, NULL, 'p'}, {"deadline-ms", required_argument, NULL, 'd'},
+        {"metadata", required_argument, NULL, 'k'}, {"max-tokens", required_argument, NULL, 'x'},
+        {"avro", no_argument, NULL, 'a'},           {NULL, 0, NULL, 0}};
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "m:M:u:i:r:t:p:d:k:x:a", opts, NULL)) != -1) {
         switch (o) {
-        case 'm': model = optarg; break;
-        case 'M': message = optarg; break;
-        case 'u': url = optarg; break;
-        case 'i': custom_id = optarg; break;
-        case 'r': reply_to = optarg; break;
-        case 't': timeout_s = (int)strtol(optarg, NULL, 10); break;
-        case 'p': priority = optarg; break;
-        case 'd': deadline = strtoll(optarg, NULL, 10); break;
-        case 'x': max_tokens = (int)strtol(optarg, NULL, 10); break;
-        case 'a': use_avro = 1; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'M':
+            message = optarg;
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'i':
+            custom_id = optarg;
+            break;
+        case 'r':
+            reply_to = optarg;
+            break;
+        case 't':
+            timeout_s = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'p':
+            priority = optarg;
+            break;
+        case 'd':
+            deadline = strtoll(optarg, NULL, 10);
+            break;
+        case 'x':
+            max_tokens = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'a':
+            use_avro = 1;
+            break;
         case 'k': {
             char *eq = strchr(optarg, '=');
             if (!eq)
@@ -551,8 +571,7 @@ static int cmd_status(ifq_config_t *cfg, int argc, char **argv)
     ifq_state_destroy(st);
     if (!s) {
         fprintf(stderr, "inferq: %s: %s\n", argv[1],
-                err == IFQ_ERR_NOTFOUND ? "no such request (or its state expired)"
-                                        : "redis error");
+                err == IFQ_ERR_NOTFOUND ? "no such request (or its state expired)" : "redis error");
         return err == IFQ_ERR_NOTFOUND ? 4 : 2;
     }
     char *txt = json_dumps(s, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -578,7 +597,8 @@ static int cmd_models(ifq_config_t *cfg, int argc, char **argv)
         die("no team '%s' in the configuration", team);
     /* Health comes from what workers publish in Redis; without Redis the
      * list is still printed, without health. */
-    ifq_health_t health = {cfg->n_deployments, calloc(cfg->n_deployments + 1, sizeof(ifq_dep_health_t))};
+    ifq_health_t health = {cfg->n_deployments,
+                           calloc(cfg->n_deployments + 1, sizeof(ifq_dep_health_t))};
     char errstr[256];
     ifq_state_t *st =
         ifq_state_connect(cfg->redis_url, cfg->prefix, cfg->state_ttl_s, errstr, sizeof(errstr));
@@ -616,10 +636,9 @@ static int cmd_models(ifq_config_t *cfg, int argc, char **argv)
                                        k ? "," : "", nm ? nm : "?");
                 json_t *h = json_object_get(d, "health");
                 if (h)
-                    hl += (size_t)snprintf(health_s + hl,
-                                           hl < sizeof(health_s) ? sizeof(health_s) - hl : 0,
-                                           "%s%s", k ? "," : "",
-                                           json_string_value(json_object_get(h, "circuit")));
+                    hl += (size_t)snprintf(
+                        health_s + hl, hl < sizeof(health_s) ? sizeof(health_s) - hl : 0, "%s%s",
+                        k ? "," : "", json_string_value(json_object_get(h, "circuit")));
             }
             json_decref(arr);
             printf("%-24s %-10s %-11s %-34s %s\n", json_string_value(json_object_get(m, "id")),
@@ -627,8 +646,7 @@ static int cmd_models(ifq_config_t *cfg, int argc, char **argv)
                    json_is_string(json_object_get(ext, "strategy"))
                        ? json_string_value(json_object_get(ext, "strategy"))
                        : "-",
-                   deps,
-                   health_s[0] ? health_s : "-");
+                   deps, health_s[0] ? health_s : "-");
         }
     }
     json_decref(list);

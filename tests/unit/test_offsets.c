@@ -52,9 +52,9 @@ static void rejects_unknown_duplicate_and_old(void **state)
     ifq_offsets_track(t, 1);
     assert_int_equal(ifq_offsets_track(t, 1), -1); /* not increasing */
     assert_int_equal(ifq_offsets_track(t, 0), -1);
-    assert_int_equal(ifq_offsets_done(t, 7), -1);  /* never tracked */
+    assert_int_equal(ifq_offsets_done(t, 7), -1); /* never tracked */
     assert_int_equal(ifq_offsets_done(t, 1), 0);
-    assert_int_equal(ifq_offsets_done(t, 1), -1);  /* already done */
+    assert_int_equal(ifq_offsets_done(t, 1), -1); /* already done */
     assert_int_equal(ifq_offsets_inflight(t), 0);
     ifq_offsets_destroy(t);
     ifq_offsets_destroy(NULL);

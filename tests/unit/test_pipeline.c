@@ -85,8 +85,8 @@ static void routes_an_alias_to_the_first_deployment(void **state)
                         "large");
     assert_string_equal(json_string_value(json_object_get(ext, "id")), d.id);
     assert_string_equal(json_string_value(json_object_get(ext, "model_requested")), "chat-default");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(routed, "metadata"), "job")),
-                        "7");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(routed, "metadata"), "job")), "7");
     json_decref(routed);
     ifq_decision_clear(&d);
 }
@@ -155,35 +155,43 @@ static const struct {
     const char *code;
     const char *words;
 } reject_cases[] = {
-    {"{\"custom_id\":\"a\",\"body\":{\"model\":\"chat-default\"}}", "unsupported_url", "url is missing"},
+    {"{\"custom_id\":\"a\",\"body\":{\"model\":\"chat-default\"}}", "unsupported_url",
+     "url is missing"},
     {"{\"custom_id\":\"a\",\"url\":\"/v1/images/generations\",\"body\":{\"model\":\"x\"}}",
      "unsupported_url", "/v1/images/generations"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"nope\",\"input\":\"x\"}}",
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"nope\",\"input\":\"x\"}}",
      "model_not_found", "'nope'"},
     {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":\"x\"}", "invalid_request",
      "body must be an object"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"input\":\"x\"}}", "invalid_request",
-     "body.model is missing"},
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"input\":\"x\"}}",
+     "invalid_request", "body.model is missing"},
     {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":5,\"input\":\"x\"}}",
      "invalid_request", "body.model must be"},
     {"{\"custom_id\":\"a\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"small\"}}",
      "invalid_request", "body.messages"},
-    {"{\"custom_id\":\"a\",\"method\":\"GET\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"small\","
+    {"{\"custom_id\":\"a\",\"method\":\"GET\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"small\","
      "\"input\":\"x\"}}",
      "invalid_request", "method"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
      "\"priority\":\"urgent\"}",
      "invalid_request", "priority"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
      "\"deadline_ms\":\"soon\"}",
      "invalid_request", "deadline_ms"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
      "\"metadata\":{\"n\":1}}",
      "invalid_request", "metadata"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
      "\"reply_to\":\"bad topic!\"}",
      "invalid_request", "reply_to"},
-    {"{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
+    {"{\"custom_id\":\"a\",\"url\":\"/v1/"
+     "embeddings\",\"body\":{\"model\":\"small\",\"input\":\"x\"},"
      "\"deadline_ms\":1000}",
      "batch_expired", "deadline_ms"},
 };
@@ -205,8 +213,9 @@ static void invalid_requests_get_an_error_result(void **state)
         assert_non_null(res);
         assert_string_equal(json_string_value(json_object_get(res, "custom_id")), "a");
         assert_true(json_is_null(json_object_get(res, "response")));
-        assert_string_equal(json_string_value(json_object_get(json_object_get(res, "error"), "code")),
-                            reject_cases[i].code);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(res, "error"), "code")),
+            reject_cases[i].code);
         json_decref(res);
         ifq_decision_clear(&d);
     }
@@ -215,8 +224,9 @@ static void invalid_requests_get_an_error_result(void **state)
 static void errors_go_to_the_requested_reply_topic(void **state)
 {
     fx_t *fx = *state;
-    const char *in = "{\"custom_id\":\"a\",\"reply_to\":\"team.answers\",\"url\":\"/v1/embeddings\","
-                     "\"body\":{\"model\":\"nope\",\"input\":\"x\"}}";
+    const char *in =
+        "{\"custom_id\":\"a\",\"reply_to\":\"team.answers\",\"url\":\"/v1/embeddings\","
+        "\"body\":{\"model\":\"nope\",\"input\":\"x\"}}";
     ifq_decision_t d;
     decide(fx, in, strlen(in), &d);
     assert_int_equal(d.kind, IFQ_OUT_RESULT);
@@ -229,8 +239,9 @@ static void oversized_request_is_rejected_by_name(void **state)
     fx_t *fx = *state;
     size_t n = 10000;
     char *in = malloc(n + 200);
-    int k = snprintf(in, 200, "{\"custom_id\":\"big\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":"
-                              "\"small\",\"input\":\"");
+    int k = snprintf(in, 200,
+                     "{\"custom_id\":\"big\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":"
+                     "\"small\",\"input\":\"");
     memset(in + k, 'x', n);
     strcpy(in + k + n, "\"}}");
     ifq_decision_t d;

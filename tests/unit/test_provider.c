@@ -41,13 +41,15 @@ static void backoff_is_capped_full_jitter(void **state)
 {
     assert_int_equal(ifq_backoff_ms(1, 100, 10000, 0.0), 0);
     assert_int_equal(ifq_backoff_ms(1, 100, 10000, 0.5), 50);
-    assert_int_equal(ifq_backoff_ms(3, 100, 10000, 0.5), 200); /* 100*2^2 = 400, half */
+    assert_int_equal(ifq_backoff_ms(3, 100, 10000, 0.5), 200);   /* 100*2^2 = 400, half */
     assert_int_equal(ifq_backoff_ms(30, 100, 10000, 0.5), 5000); /* capped at max */
     assert_true(ifq_backoff_ms(4, 100, 10000, 0.999) < 800);
 }
 
-static ifq_deployment_t dep = {.name = "llama", .provider = "openai",
-                               .base_url = "http://127.0.0.1:8000/v1/", .model = "meta/llama-3"};
+static ifq_deployment_t dep = {.name = "llama",
+                               .provider = "openai",
+                               .base_url = "http://127.0.0.1:8000/v1/",
+                               .model = "meta/llama-3"};
 
 static void openai_builds_the_upstream_request(void **state)
 {
@@ -88,15 +90,16 @@ static void openai_parses_success_and_errors(void **state)
 {
     const ifq_provider_t *p = ifq_provider_find("openai");
     /* Shaped like the chat.completion object in OpenAI's API reference. */
-    const char *ok = "{\"id\":\"chatcmpl-123\",\"object\":\"chat.completion\",\"created\":1677652288,"
-                     "\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
-                     "\"assistant\",\"content\":\"Hello there\"},\"finish_reason\":\"stop\"}],"
-                     "\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,\"total_tokens\":21}}";
+    const char *ok =
+        "{\"id\":\"chatcmpl-123\",\"object\":\"chat.completion\",\"created\":1677652288,"
+        "\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+        "\"assistant\",\"content\":\"Hello there\"},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,\"total_tokens\":21}}";
     ifq_upstream_err_t err = {0};
     json_t *b = p->parse(&dep, IFQ_URL_CHAT, 200, ok, strlen(ok), &err);
     assert_non_null(b);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(b, "usage"), "total_tokens")),
-                     21);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(b, "usage"), "total_tokens")), 21);
     json_decref(b);
 
     const char *rl = "{\"error\":{\"message\":\"Rate limit reached for requests\",\"type\":"
@@ -107,8 +110,9 @@ static void openai_parses_success_and_errors(void **state)
     assert_string_equal(err.type, "http_429");
     assert_non_null(strstr(err.message, "Rate limit reached"));
 
-    const char *bad = "{\"error\":{\"message\":\"This model's maximum context length is 8192 "
-                      "tokens\",\"type\":\"invalid_request_error\",\"code\":\"context_length_exceeded\"}}";
+    const char *bad =
+        "{\"error\":{\"message\":\"This model's maximum context length is 8192 "
+        "tokens\",\"type\":\"invalid_request_error\",\"code\":\"context_length_exceeded\"}}";
     memset(&err, 0, sizeof(err));
     assert_null(p->parse(&dep, IFQ_URL_CHAT, 400, bad, strlen(bad), &err));
     assert_false(err.retryable);

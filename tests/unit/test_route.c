@@ -140,9 +140,9 @@ static void cost_tiers_route_by_complexity(void **state)
     ifq_route_t r;
     json_t *dec = NULL;
     char why[256];
-    assert_int_equal(ifq_route_select(cfg, NULL, req, "tiers", IFQ_URL_CHAT, 0.5, &r, &dec, why,
-                                      sizeof(why)),
-                     IFQ_ROUTE_OK);
+    assert_int_equal(
+        ifq_route_select(cfg, NULL, req, "tiers", IFQ_URL_CHAT, 0.5, &r, &dec, why, sizeof(why)),
+        IFQ_ROUTE_OK);
     assert_string_equal(r.chain[0]->name, "b");
     assert_string_equal(json_string_value(json_object_get(dec, "tier")), "large");
     assert_non_null(json_object_get(dec, "score"));
@@ -151,8 +151,7 @@ static void cost_tiers_route_by_complexity(void **state)
     assert_string_equal(pick("tiers", NULL, 0.5, &n, &st, 10, 10), "a");
 }
 
-static ifq_decision_t decide(const char *topic, const char *line, const char *team,
-                             const char *sig)
+static ifq_decision_t decide(const char *topic, const char *line, const char *team, const char *sig)
 {
     static ifq_pipeline_t p;
     p.cfg = cfg;
