@@ -316,7 +316,7 @@ class Gateway:
 
     def __init__(self, env: StackEnv, workdir: Path, deployments: dict, aliases: dict | None = None,
                  worker: dict | None = None, broker: dict | None = None, partitions: int = 4,
-                 kafka_properties: dict | None = None, group: str = ""):
+                 kafka_properties: dict | None = None, group: str = "", extra: dict | None = None):
         self.env = env
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -335,6 +335,9 @@ class Gateway:
         # group.min.session.timeout.ms is 6 s).
         self.kafka_properties = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
         self.kafka_properties.update(kafka_properties or {})
+        # Further config sections (teams, guardrails, cache, routing); a
+        # "broker" entry is merged into the broker section.
+        self.extra = extra or {}
         self.broker: Proc | None = None
         self.workers: list[Proc] = []
         self._n = 0
@@ -369,7 +372,8 @@ class Gateway:
             "worker": w,
             "deployments": self.deployments,
             "aliases": self.aliases,
-        }
+            **{k: v for k, v in self.extra.items() if k != "broker"},
+        } | {"broker": {**b, **self.extra.get("broker", {})}}
 
     def write_config(self, name: str, **kw) -> Path:
         path = self.workdir / f"{name}.yaml"

@@ -21,20 +21,7 @@ SIGNING_KEY = "e2e-signing-key-" + unique("k")
 
 
 class PolicyGateway(Gateway):
-    """A Gateway whose config carries teams, cache and routing sections."""
-
-    def __init__(self, *a, extra=None, **kw):
-        super().__init__(*a, **kw)
-        self.extra = extra or {}
-
-    def config(self, **kw):
-        c = super().config(**kw)
-        for k, v in self.extra.items():
-            if k == "broker":
-                c["broker"].update(v)
-            else:
-                c[k] = v
-        return c
+    """A Gateway that can run several broker replicas (distinct instance ids)."""
 
     def start_broker(self, instance="0"):
         b = self._start("broker", "inferq-broker", extra_args=["--instance-id", instance])

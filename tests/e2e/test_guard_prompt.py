@@ -16,17 +16,6 @@ from ifq_e2e import (FakeModel, Gateway, Produce, ReplyCollector, TopicReader, c
 CARD = "4111 1111 1111 1111"
 
 
-class GuardGateway(Gateway):
-    def __init__(self, *a, extra=None, **kw):
-        super().__init__(*a, **kw)
-        self.extra = extra or {}
-
-    def config(self, **kw):
-        c = super().config(**kw)
-        c.update(self.extra)
-        return c
-
-
 @pytest.fixture(scope="module")
 def fake(stack_env, workdir):
     f = FakeModel(stack_env, workdir, "fake-guard", group=__name__)
@@ -36,7 +25,7 @@ def fake(stack_env, workdir):
 
 @pytest.fixture(scope="module")
 def gw(stack_env, workdir, fake):
-    g = GuardGateway(
+    g = Gateway(
         stack_env, workdir / "guard",
         deployments={"m": deployment(fake.base_url)},
         aliases={"chat": ["m"]},
