@@ -38,12 +38,16 @@ typedef struct {
     char tp[64];
     char team[IFQ_MAX_NAME + 1];
     char sig[80];
+    char origin[IFQ_MAX_TOPIC + 1]; /* held requests: where the client sent it */
+    int64_t held_since;             /* held requests: when it was first held; 0 */
 } hdrbuf_t;
 
 typedef struct {
     ifq_decision_t d;
     const rd_kafka_message_t *src; /* the consumed message (for DLQ bytes) */
     int outside_txn;               /* already published by the side producer */
+    int64_t held_since;            /* from the deferred topic; 0 for new requests */
+    int64_t not_before;            /* HOLD: when to try again */
     int delivered;                 /* 1 ok, -1 failed, 0 pending */
     rd_kafka_resp_err_t err;
     ifq_admit_t admit;
@@ -56,6 +60,13 @@ typedef struct {
     rd_kafka_t *side; /* transactions on: non-transactional, for client reply topics */
     int side_outstanding;
     rd_kafka_t *consumer;
+    rd_kafka_t *deferred; /* held low-priority requests, <prefix>.deferred */
+    char topic_deferred[IFQ_MAX_TOPIC + 1];
+    struct {
+        int32_t partition;
+        int64_t resume_at;
+    } paused[64];
+    int npaused;
     ifq_state_t *state;
     ifq_limits_t *limits;
     ifq_prompts_t *prompts;
@@ -68,7 +79,7 @@ typedef struct {
     atomic_int ready;
     atomic_int redis_ok;
     atomic_llong n_routed, n_rejected, n_expired, n_dlq, n_batches, n_produce_errors;
-    atomic_llong n_rate_limited, n_budget, n_cache_hits, n_txn_aborts;
+    atomic_llong n_rate_limited, n_budget, n_cache_hits, n_txn_aborts, n_held;
     int outstanding;
 } broker_t;
 
@@ -110,28 +121,30 @@ static int broker_ready(void *opaque, char *why, size_t why_size)
 static size_t broker_metrics(void *opaque, char *buf, size_t size)
 {
     broker_t *b = opaque;
-    int n = snprintf(
-        buf, size,
-        "# HELP inferq_broker_requests_total Requests by outcome.\n"
-        "# TYPE inferq_broker_requests_total counter\n"
-        "inferq_broker_requests_total{outcome=\"routed\"} %lld\n"
-        "inferq_broker_requests_total{outcome=\"rejected\"} %lld\n"
-        "inferq_broker_requests_total{outcome=\"expired\"} %lld\n"
-        "inferq_broker_requests_total{outcome=\"dlq\"} %lld\n"
-        "inferq_broker_requests_total{outcome=\"rate_limited\"} %lld\n"
-        "inferq_broker_requests_total{outcome=\"budget_exceeded\"} %lld\n"
-        "inferq_broker_requests_total{outcome=\"cache_hit\"} %lld\n"
-        "# TYPE inferq_broker_batches_total counter\n"
-        "inferq_broker_batches_total %lld\n"
-        "# TYPE inferq_broker_transaction_aborts_total counter\n"
-        "inferq_broker_transaction_aborts_total %lld\n"
-        "# TYPE inferq_broker_produce_errors_total counter\n"
-        "inferq_broker_produce_errors_total %lld\n",
-        (long long)atomic_load(&b->n_routed), (long long)atomic_load(&b->n_rejected),
-        (long long)atomic_load(&b->n_expired), (long long)atomic_load(&b->n_dlq),
-        (long long)atomic_load(&b->n_rate_limited), (long long)atomic_load(&b->n_budget),
-        (long long)atomic_load(&b->n_cache_hits), (long long)atomic_load(&b->n_batches),
-        (long long)atomic_load(&b->n_txn_aborts), (long long)atomic_load(&b->n_produce_errors));
+    int n =
+        snprintf(buf, size,
+                 "# HELP inferq_broker_requests_total Requests by outcome.\n"
+                 "# TYPE inferq_broker_requests_total counter\n"
+                 "inferq_broker_requests_total{outcome=\"routed\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"rejected\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"expired\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"dlq\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"rate_limited\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"budget_exceeded\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"cache_hit\"} %lld\n"
+                 "inferq_broker_requests_total{outcome=\"held\"} %lld\n"
+                 "# TYPE inferq_broker_batches_total counter\n"
+                 "inferq_broker_batches_total %lld\n"
+                 "# TYPE inferq_broker_transaction_aborts_total counter\n"
+                 "inferq_broker_transaction_aborts_total %lld\n"
+                 "# TYPE inferq_broker_produce_errors_total counter\n"
+                 "inferq_broker_produce_errors_total %lld\n",
+                 (long long)atomic_load(&b->n_routed), (long long)atomic_load(&b->n_rejected),
+                 (long long)atomic_load(&b->n_expired), (long long)atomic_load(&b->n_dlq),
+                 (long long)atomic_load(&b->n_rate_limited), (long long)atomic_load(&b->n_budget),
+                 (long long)atomic_load(&b->n_cache_hits), (long long)atomic_load(&b->n_held),
+                 (long long)atomic_load(&b->n_batches), (long long)atomic_load(&b->n_txn_aborts),
+                 (long long)atomic_load(&b->n_produce_errors));
     return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
 }
 
@@ -180,6 +193,34 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta)
 {
     rd_kafka_headers_t *h;
+    if (o->d.kind == IFQ_OUT_HOLD) {
+        /* The client's headers (a signature stays valid: the value is the
+         * same bytes) plus where it came from and when to retry. Only
+         * brokers write the deferred topic, so these are trusted there. */
+        rd_kafka_headers_t *orig = NULL;
+        if (rd_kafka_message_headers(o->src, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+            h = rd_kafka_headers_copy(orig);
+        else
+            h = rd_kafka_headers_new(8);
+        static const char *const mine[] = {"inferq-origin-topic",  "inferq-origin-partition",
+                                           "inferq-origin-offset", "inferq-origin-ts",
+                                           "inferq-held-since",    "inferq-not-before"};
+        for (size_t i = 0; i < IFQ_ARRAY_LEN(mine); i++)
+            rd_kafka_header_remove(h, mine[i]);
+        char num[32];
+        rd_kafka_header_add(h, "inferq-origin-topic", -1, meta->topic, -1);
+        snprintf(num, sizeof(num), "%d", (int)meta->partition);
+        rd_kafka_header_add(h, "inferq-origin-partition", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)meta->offset);
+        rd_kafka_header_add(h, "inferq-origin-offset", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)meta->timestamp);
+        rd_kafka_header_add(h, "inferq-origin-ts", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)o->held_since);
+        rd_kafka_header_add(h, "inferq-held-since", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)o->not_before);
+        rd_kafka_header_add(h, "inferq-not-before", -1, num, -1);
+        return h;
+    }
     if (o->d.kind == IFQ_OUT_DLQ) {
         /* Keep the client's headers and add why, where from and when. */
         rd_kafka_headers_t *orig = NULL;
@@ -212,10 +253,11 @@ static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta
 static int produce_on(broker_t *b, rd_kafka_t *rk, int *outstanding, out_t *o,
                       const ifq_msgmeta_t *meta)
 {
-    const void *val = o->d.kind == IFQ_OUT_DLQ ? o->src->payload : o->d.value;
-    size_t len = o->d.kind == IFQ_OUT_DLQ ? o->src->len : o->d.len;
-    const void *key = o->d.kind == IFQ_OUT_DLQ ? o->src->key : o->d.custom_id;
-    size_t klen = o->d.kind == IFQ_OUT_DLQ ? o->src->key_len : strlen(o->d.custom_id);
+    int raw = o->d.kind == IFQ_OUT_DLQ || o->d.kind == IFQ_OUT_HOLD; /* the original bytes */
+    const void *val = raw ? o->src->payload : o->d.value;
+    size_t len = raw ? o->src->len : o->d.len;
+    const void *key = raw ? o->src->key : o->d.custom_id;
+    size_t klen = raw ? o->src->key_len : strlen(o->d.custom_id);
     rd_kafka_headers_t *h = headers_for(o, meta);
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -300,6 +342,30 @@ static void meta_of(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, hdrbuf_t *
         ifq_kafka_header(m, "inferq-team", hb->team, sizeof(hb->team)) > 0 ? hb->team : NULL;
     meta->signature =
         ifq_kafka_header(m, "inferq-signature", hb->sig, sizeof(hb->sig)) > 0 ? hb->sig : NULL;
+    hb->held_since = 0;
+}
+
+/* A held request is decided as if it arrived where the client sent it: its
+ * team (from the topic) and its id (from the coordinates) stay the same. */
+static void meta_of_held(const rd_kafka_message_t *m, ifq_msgmeta_t *meta, hdrbuf_t *hb)
+{
+    meta_of(m, meta, hb);
+    char num[32];
+    int64_t v;
+    if (ifq_kafka_header(m, "inferq-origin-topic", hb->origin, sizeof(hb->origin)) > 0)
+        meta->topic = hb->origin;
+    if (ifq_kafka_header(m, "inferq-origin-partition", num, sizeof(num)) > 0 &&
+        ifq_parse_i64(num, &v) == IFQ_OK)
+        meta->partition = (int32_t)v;
+    if (ifq_kafka_header(m, "inferq-origin-offset", num, sizeof(num)) > 0 &&
+        ifq_parse_i64(num, &v) == IFQ_OK)
+        meta->offset = v;
+    if (ifq_kafka_header(m, "inferq-origin-ts", num, sizeof(num)) > 0 &&
+        ifq_parse_i64(num, &v) == IFQ_OK)
+        meta->timestamp = v;
+    if (ifq_kafka_header(m, "inferq-held-since", num, sizeof(num)) > 0 &&
+        ifq_parse_i64(num, &v) == IFQ_OK)
+        hb->held_since = v;
 }
 
 /* Results for a client-named reply topic that failed (it does not exist)
@@ -321,22 +387,27 @@ static int retarget_failed_replies(broker_t *b, out_t *outs, size_t n)
     return moved;
 }
 
-static rd_kafka_topic_partition_list_t *batch_offsets(const ifq_msgmeta_t *metas, size_t n)
+/* The next offsets to commit, from the consumed messages themselves (a held
+ * request's meta names its origin, not where it was read). */
+static rd_kafka_topic_partition_list_t *batch_offsets(const out_t *outs, size_t n)
 {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < n; i++) {
+        const rd_kafka_message_t *m = outs[i].src;
+        const char *topic = rd_kafka_topic_name(m->rkt);
         rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(offs, metas[i].topic, metas[i].partition);
+            rd_kafka_topic_partition_list_find(offs, topic, m->partition);
         if (!p)
-            p = rd_kafka_topic_partition_list_add(offs, metas[i].topic, metas[i].partition);
-        if (metas[i].offset + 1 > p->offset)
-            p->offset = metas[i].offset + 1;
+            p = rd_kafka_topic_partition_list_add(offs, topic, m->partition);
+        if (m->offset + 1 > p->offset)
+            p->offset = m->offset + 1;
     }
     return offs;
 }
 
 /* At least once: produce, wait for every acknowledgement, then commit. */
-static int publish_plain(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, size_t n)
+static int publish_plain(broker_t *b, rd_kafka_t *consumer, out_t *outs, const ifq_msgmeta_t *metas,
+                         size_t n)
 {
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++)
@@ -354,8 +425,8 @@ static int publish_plain(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, s
                       rd_kafka_err2str(outs[i].err));
             return -1;
         }
-    rd_kafka_topic_partition_list_t *offs = batch_offsets(metas, n);
-    rd_kafka_resp_err_t err = rd_kafka_commit(b->consumer, offs, 1);
+    rd_kafka_topic_partition_list_t *offs = batch_offsets(outs, n);
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer, offs, 1);
     if (err)
         ifq_warn("commit_failed", "%s", rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(offs);
@@ -366,7 +437,8 @@ static int publish_plain(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, s
  * transaction. An abortable error aborts and publishes the batch again in a
  * new transaction (the batch is still in memory); a fatal one (fenced by a
  * newer instance) returns -1. */
-static int publish_txn(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, size_t n)
+static int publish_txn(broker_t *b, rd_kafka_t *consumer, out_t *outs, const ifq_msgmeta_t *metas,
+                       size_t n)
 {
     publish_client_replies(b, outs, metas, n);
     for (int attempt = 0; attempt < TXN_ATTEMPTS && !stop_requested; attempt++) {
@@ -390,8 +462,8 @@ static int publish_txn(broker_t *b, out_t *outs, const ifq_msgmeta_t *metas, siz
         for (size_t i = 0; i < n; i++)
             failed += !outs[i].outside_txn && outs[i].delivered != 1;
         if (!failed) {
-            rd_kafka_topic_partition_list_t *offs = batch_offsets(metas, n);
-            rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(b->consumer);
+            rd_kafka_topic_partition_list_t *offs = batch_offsets(outs, n);
+            rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(consumer);
             e = rd_kafka_send_offsets_to_transaction(b->producer, offs, gm, -1);
             rd_kafka_consumer_group_metadata_destroy(gm);
             rd_kafka_topic_partition_list_destroy(offs);
@@ -493,6 +565,22 @@ static void admission_stage(broker_t *b, out_t *outs, size_t n, int64_t now)
         }
         if (o->admit.status == IFQ_ADMIT_RATE || o->admit.status == IFQ_ADMIT_BUDGET) {
             int rate = o->admit.status == IFQ_ADMIT_RATE;
+            const ifq_team_t *team = ifq_config_team(b->cfg, o->d.team);
+            int64_t since = o->held_since ? o->held_since : now;
+            if (team && team->hold_low_priority && o->d.priority == IFQ_PRIO_LOW &&
+                now + o->admit.retry_after_ms - since <= b->cfg->hold_max_ms) {
+                /* Low priority waits for the window to roll over instead
+                 * of failing: parked on the deferred topic until then. */
+                json_decref(o->d.request);
+                o->d.request = NULL;
+                o->d.kind = IFQ_OUT_HOLD;
+                o->d.state = "held";
+                o->held_since = since;
+                o->not_before = now + o->admit.retry_after_ms;
+                snprintf(o->d.topic, sizeof(o->d.topic), "%s", b->topic_deferred);
+                atomic_fetch_add(&b->n_held, 1);
+                continue;
+            }
             char msg[256];
             snprintf(msg, sizeof(msg), "team %s is over its %s %s; retry in %lld ms", o->d.team,
                      o->admit.which, rate ? "rate limit" : "budget",
@@ -525,7 +613,8 @@ static void refresh_health(broker_t *b)
 
 /* Runs one batch to completion. Returns 0, or -1 when its outcomes could
  * not be made durable (the caller then exits without committing). */
-static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
+static int process_batch(broker_t *b, rd_kafka_t *consumer, rd_kafka_message_t **msgs, size_t n,
+                         int held)
 {
     out_t *outs = calloc(n, sizeof(*outs));
     ifq_msgmeta_t *metas = calloc(n, sizeof(*metas));
@@ -539,8 +628,12 @@ static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
     refresh_health(b);
     int64_t now = ifq_now_ms();
     for (size_t i = 0; i < n; i++) {
-        meta_of(msgs[i], &metas[i], &hbs[i]);
+        if (held)
+            meta_of_held(msgs[i], &metas[i], &hbs[i]);
+        else
+            meta_of(msgs[i], &metas[i], &hbs[i]);
         outs[i].src = msgs[i];
+        outs[i].held_since = hbs[i].held_since;
         ifq_pipeline_decide(&b->pipeline, msgs[i]->payload, msgs[i]->len, &metas[i], now,
                             &outs[i].d);
     }
@@ -564,7 +657,8 @@ static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
         ifq_warn("state_flush_failed", "%s (requests still flow; state catches up)", errstr);
     atomic_store(&b->redis_ok, redis_ok);
 
-    int rc = b->transactions ? publish_txn(b, outs, metas, n) : publish_plain(b, outs, metas, n);
+    int rc = b->transactions ? publish_txn(b, consumer, outs, metas, n)
+                             : publish_plain(b, consumer, outs, metas, n);
     for (size_t i = 0; i < n; i++) {
         out_t *o = &outs[i];
         if (rc == 0) {
@@ -587,6 +681,65 @@ static int process_batch(broker_t *b, rd_kafka_message_t **msgs, size_t n)
     free(outs);
     free(metas);
     free(hbs);
+    return rc;
+}
+
+/* Held requests come back when due. A partition whose head is not due yet
+ * is paused and rewound to it, and resumed at its time: nothing is skipped,
+ * nothing spins. Returns what process_batch returns. */
+static int serve_deferred(broker_t *b, rd_kafka_message_t **msgs, size_t cap)
+{
+    if (!b->deferred)
+        return 0;
+    int64_t now = ifq_now_ms();
+    for (int i = 0; i < b->npaused;) {
+        if (b->paused[i].resume_at > now) {
+            i++;
+            continue;
+        }
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, b->topic_deferred, b->paused[i].partition);
+        rd_kafka_resume_partitions(b->deferred, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        b->paused[i] = b->paused[--b->npaused];
+    }
+    size_t n = 0;
+    int32_t stopped[64];
+    int nstopped = 0;
+    while (n < cap) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(b->deferred, 0);
+        if (!m)
+            break;
+        int skip = m->err != 0;
+        for (int k = 0; k < nstopped && !skip; k++)
+            skip = stopped[k] == m->partition;
+        char num[32];
+        int64_t nb = 0;
+        if (!skip && ifq_kafka_header(m, "inferq-not-before", num, sizeof(num)) > 0)
+            ifq_parse_i64(num, &nb);
+        if (!skip && nb > now && nstopped < 64 && b->npaused < 64) {
+            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, b->topic_deferred, m->partition)->offset =
+                m->offset;
+            rd_kafka_pause_partitions(b->deferred, l);
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(b->deferred, l, 5000);
+            if (e)
+                rd_kafka_error_destroy(e);
+            rd_kafka_topic_partition_list_destroy(l);
+            b->paused[b->npaused].partition = m->partition;
+            b->paused[b->npaused++].resume_at = nb;
+            stopped[nstopped++] = m->partition;
+            skip = 1;
+        }
+        if (skip) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        msgs[n++] = m;
+    }
+    int rc = n ? process_batch(b, b->deferred, msgs, n, 1) : 0;
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
     return rc;
 }
 
@@ -711,19 +864,21 @@ int main(int argc, char **argv)
         ifq_error("startup_failed", "producer: %s", errstr);
         goto out;
     }
+    snprintf(b.topic_deferred, sizeof(b.topic_deferred), "%s.deferred", b.cfg->prefix);
     if (b.cfg->create_topics) {
-        size_t nt = 4 + 3 * b.cfg->n_deployments;
+        size_t nt = 5 + 3 * b.cfg->n_deployments;
         const char **topics = calloc(nt, sizeof(*topics));
         char(*lanes)[IFQ_MAX_TOPIC + 1] = calloc(3 * b.cfg->n_deployments + 1, sizeof(*lanes));
         topics[0] = b.cfg->topic_requests;
         topics[1] = b.cfg->topic_replies;
         topics[2] = b.cfg->topic_traces;
         topics[3] = b.cfg->topic_dlq;
+        topics[4] = b.topic_deferred;
         for (size_t i = 0; i < b.cfg->n_deployments; i++)
             for (int lane = 0; lane < 3; lane++) {
                 ifq_lane_topic(b.cfg, &b.cfg->deployments[i], lane, lanes[3 * i + lane],
                                sizeof(lanes[0]));
-                topics[4 + 3 * i + lane] = lanes[3 * i + lane];
+                topics[5 + 3 * i + lane] = lanes[3 * i + lane];
             }
         int trc =
             ifq_kafka_ensure_topics(b.producer, b.cfg, topics, nt, 15000, errstr, sizeof(errstr));
@@ -770,6 +925,24 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /* Held low-priority requests: only if some team holds instead of
+     * rejecting. */
+    for (size_t i = 0; i < b.cfg->n_teams && !b.deferred; i++) {
+        if (!b.cfg->teams[i].hold_low_priority)
+            continue;
+        char group[IFQ_MAX_NAME * 2];
+        snprintf(group, sizeof(group), "%s.deferred", b.cfg->broker_group);
+        b.deferred = ifq_kafka_consumer_new(b.cfg, group, NULL, &b, errstr, sizeof(errstr));
+        if (!b.deferred) {
+            ifq_error("startup_failed", "consumer: %s", errstr);
+            goto out;
+        }
+        rd_kafka_topic_partition_list_t *dl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(dl, b.topic_deferred, RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(b.deferred, dl);
+        rd_kafka_topic_partition_list_destroy(dl);
+    }
+
     ifq_admin_handlers_t ah = {
         .ready = broker_ready, .metrics = broker_metrics, .models = broker_models, .opaque = &b};
     admin = ifq_admin_start(b.cfg->broker_admin_port, &ah, errstr, sizeof(errstr));
@@ -792,6 +965,11 @@ int main(int argc, char **argv)
         rd_kafka_message_t *first = rd_kafka_consumer_poll(b.consumer, 200);
         if (!first) {
             refresh_health(&b);
+            if (serve_deferred(&b, msgs, cap) < 0) {
+                ifq_error("batch_failed", "outcomes not durable; exiting for redelivery");
+                rc = 1;
+                break;
+            }
             continue;
         }
         msgs[0] = first;
@@ -810,7 +988,9 @@ int main(int argc, char **argv)
             }
             msgs[good++] = msgs[i];
         }
-        int brc = good ? process_batch(&b, msgs, good) : 0;
+        int brc = good ? process_batch(&b, b.consumer, msgs, good, 0) : 0;
+        if (brc == 0)
+            brc = serve_deferred(&b, msgs, cap);
         for (size_t i = 0; i < good; i++)
             rd_kafka_message_destroy(msgs[i]);
         rd_kafka_poll(b.producer, 0);
@@ -824,6 +1004,8 @@ int main(int argc, char **argv)
     }
     ifq_info("stopping", "closing the consumer");
     rd_kafka_consumer_close(b.consumer);
+    if (b.deferred)
+        rd_kafka_consumer_close(b.deferred);
 out:
     free(msgs);
     if (q)
@@ -831,6 +1013,8 @@ out:
     ifq_admin_stop(admin);
     if (b.consumer)
         rd_kafka_destroy(b.consumer);
+    if (b.deferred)
+        rd_kafka_destroy(b.deferred);
     if (b.producer) {
         rd_kafka_flush(b.producer, 5000);
         rd_kafka_destroy(b.producer);

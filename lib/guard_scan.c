@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "guard_int.h"
 
@@ -324,9 +327,129 @@ static void on_literal(ifq_gscan_t *sc, pre_t *pr, size_t ri, size_t i, size_t l
     }
 }
 
-/* The one pass over the text: trigger literals, shape windows and the
- * n-gram model's sum, fused so that their independent dependency chains
- * overlap in the CPU. model_len is 0 when the model does not run. */
+/* The model's n-gram sum over text[0..n) wrapped in spaces (the definition
+ * is in guard_model.c; ifq_gmodel_score() is the reference). A loop of its
+ * own: the whole state stays in registers and the three lookups per byte
+ * are independent loads. */
+static void model_sum(const ifq_gmodel_t *model, const unsigned char *p, size_t n, int64_t *sum_out,
+                      uint64_t *count_out)
+{
+    const uint8_t *codes = ifq_gmodel_codes();
+    const int8_t *w = model->w;
+    const unsigned shift = 64 - model->hash_bits;
+    const uint64_t K = 0x9E3779B97F4A7C15ull, C = 0xC2B2AE3D27D4EB4Full;
+    uint64_t g = 28; /* the leading space */
+    uint32_t seen = 1;
+    uint8_t prev = 28;
+    int64_t msum = 0;
+    uint64_t mcount = 0;
+    if (model->n_min == 1) {
+        msum += w[(28 * K + C) >> shift];
+        mcount++;
+    }
+    size_t i = 0;
+    /* generic: any n range, and the first codes until every n-gram exists */
+    for (; i < n; i++) {
+        if (model->n_min == 3 && model->n_max == 5 && seen >= 5)
+            break;
+        uint8_t mc = codes[p[i]];
+        if (!mc || (mc == 28 && prev == 28))
+            continue;
+        prev = mc;
+        g = ((g << 6) | mc) & 0x3FFFFFFFu;
+        seen++;
+        for (uint32_t k = model->n_min; k <= model->n_max && k <= seen; k++) {
+            uint64_t gram = g & (((uint64_t)1 << (6 * k)) - 1);
+            msum += w[(gram * K + (uint64_t)k * C) >> shift];
+            mcount++;
+        }
+    }
+    /* 3..5-grams once five codes are seen: the hot loop */
+    const uint64_t c3 = 3 * C, c4 = 4 * C, c5 = 5 * C;
+    int64_t s3 = 0, s4 = 0, s5 = 0;
+    uint64_t nc = 0;
+    for (; i < n; i++) {
+        uint8_t mc = codes[p[i]];
+        if (__builtin_expect(!mc || (mc == 28 && prev == 28), 0))
+            continue;
+        prev = mc;
+        g = ((g << 6) | mc) & 0x3FFFFFFFu;
+        nc++;
+        s3 += w[((g & 0x3FFFF) * K + c3) >> shift];
+        s4 += w[((g & 0xFFFFFF) * K + c4) >> shift];
+        s5 += w[(g * K + c5) >> shift];
+    }
+    msum += s3 + s4 + s5;
+    mcount += 3 * nc;
+    seen += (uint32_t)nc;
+    /* the trailing space */
+    if (prev != 28) {
+        g = ((g << 6) | 28) & 0x3FFFFFFFu;
+        seen++;
+        for (uint32_t k = model->n_min; k <= model->n_max && k <= seen; k++) {
+            uint64_t gram = g & (((uint64_t)1 << (6 * k)) - 1);
+            msum += w[(gram * K + (uint64_t)k * C) >> shift];
+            mcount++;
+        }
+    }
+    *sum_out = msum;
+    *count_out = mcount;
+}
+
+/* Byte classes of 64 bytes at p (n <= 64 of them valid) as bit masks, bit j
+ * for p[j]: b64 = base64-alphabet bytes (B_B64), ev = bytes the shape
+ * windows act on (B_DIGIT | B_SEP | B_AT | B_NL). */
+static inline void class_masks64(const unsigned char *p, size_t n, uint64_t *b64, uint64_t *ev)
+{
+#ifdef __SSE2__
+    if (n == 64) {
+        const __m128i a = _mm_set1_epi8('a'), z25 = _mm_set1_epi8(25), d0 = _mm_set1_epi8('0');
+        const __m128i n9 = _mm_set1_epi8(9), sp = _mm_set1_epi8(0x20), zero = _mm_setzero_si128();
+        uint64_t mb = 0, me = 0;
+        for (int k = 0; k < 4; k++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+            __m128i alpha = _mm_cmpeq_epi8(
+                _mm_subs_epu8(_mm_sub_epi8(_mm_or_si128(v, sp), a), z25), zero);
+            __m128i digit = _mm_cmpeq_epi8(_mm_subs_epu8(_mm_sub_epi8(v, d0), n9), zero);
+            __m128i dash = _mm_cmpeq_epi8(v, _mm_set1_epi8('-'));
+            __m128i sym = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('/'))),
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('=')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+            __m128i evv = _mm_or_si128(
+                _mm_or_si128(digit, dash),
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(':')),
+                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('@'))),
+                             _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
+                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')))));
+            __m128i bb = _mm_or_si128(_mm_or_si128(alpha, digit), _mm_or_si128(dash, sym));
+            mb |= (uint64_t)(uint16_t)_mm_movemask_epi8(bb) << (16 * k);
+            me |= (uint64_t)(uint16_t)_mm_movemask_epi8(evv) << (16 * k);
+        }
+        *b64 = mb;
+        *ev = me;
+        return;
+    }
+#endif
+    uint64_t mb = 0, me = 0;
+    for (size_t j = 0; j < n; j++) {
+        uint8_t f = bcls[p[j]];
+        mb |= (uint64_t)((f & B_B64) != 0) << j;
+        me |= (uint64_t)((f & (B_DIGIT | B_SEP | B_AT | B_NL)) != 0) << j;
+    }
+    *b64 = mb;
+    *ev = me;
+}
+
+/* The pass over the text: trigger literals, the n-gram model's sum (over
+ * the first model_len bytes; 0 when the model does not run) and the shape
+ * windows. Three loops, each with its state in registers: the literal
+ * filter hashes every position (one bitmap test per byte, four positions
+ * per branch), the model does its three lookups per byte, and the byte
+ * classes go 64 bytes at a time (SSE2 compares to bit masks), stopping only
+ * at bytes the windows act on (digits, ':', '-', '@', newlines) and in
+ * blocks where a base64-like run may reach RUN_MIN. */
 static void prefilter(ifq_gscan_t *sc, const char *text, size_t len, const ifq_gmodel_t *model,
                       size_t model_len, pre_t *pr)
 {
@@ -334,114 +457,99 @@ static void prefilter(ifq_gscan_t *sc, const char *text, size_t len, const ifq_g
     const ifq_lit_t *lf = ifq_guard_lits();
     const unsigned char *p = (const unsigned char *)text;
     winlist_t *wl = pr->wl;
+
+    /* 1. trigger literals */
     const uint8_t *bitmap = lf->bitmap;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 4) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint32_t h0 = ifq_lit_hash((uint32_t)x), h1 = ifq_lit_hash((uint32_t)(x >> 8));
+        uint32_t h2 = ifq_lit_hash((uint32_t)(x >> 16)), h3 = ifq_lit_hash((uint32_t)(x >> 24));
+        unsigned m = ((bitmap[h0 >> 3] >> (h0 & 7)) & 1) | ((bitmap[h1 >> 3] >> (h1 & 7)) & 1) << 1 |
+                     ((bitmap[h2 >> 3] >> (h2 & 7)) & 1) << 2 |
+                     ((bitmap[h3 >> 3] >> (h3 & 7)) & 1) << 3;
+        if (__builtin_expect(m != 0, 0)) {
+            uint32_t hs[4] = {h0, h1, h2, h3};
+            for (unsigned k = 0; k < 4; k++)
+                if (m & (1u << k))
+                    LIT_VERIFY(lf, p, len, i + k, hs[k], on_literal(sc, pr, rule_, end_, len));
+        }
+    }
+    for (; i < len; i++) {
+        uint32_t h = ifq_lit_hash(load3(p, i, len));
+        if ((bitmap[h >> 3] >> (h & 7)) & 1)
+            LIT_VERIFY(lf, p, len, i, h, on_literal(sc, pr, rule_, end_, len));
+    }
+
+    /* 2. the model */
+    pr->msum = 0;
+    pr->mcount = 0;
+    if (model_len)
+        model_sum(model, p, model_len, &pr->msum, &pr->mcount);
+
+    /* 3. shape windows */
     size_t run = 0;
     size_t cl_s = 0, last_d = 0, last_nl = 0, last_sep = (size_t)-1;
     uint32_t cl_d = 0;
     int have_nl = 0;
-    /* model state (see guard_model.c for the definition) */
-    const uint8_t *codes = ifq_gmodel_codes();
-    const int8_t *w = model ? model->w : NULL;
-    const unsigned shift = model ? 64 - model->hash_bits : 0;
-    const int fast35 = model && model->n_min == 3 && model->n_max == 5;
-    uint64_t g = 0;
-    uint32_t seen = 0;
-    uint8_t prev = 28;
-    int64_t msum = 0;
-    uint64_t mcount = 0;
-    if (model_len) {
-        g = 28; /* the leading space */
-        seen = 1;
-        if (model->n_min == 1) {
-            msum += w[(28 * 0x9E3779B97F4A7C15ull + 0xC2B2AE3D27D4EB4Full) >> shift];
-            mcount++;
+    for (size_t base = 0; base < len; base += 64) {
+        size_t n = len - base < 64 ? len - base : 64;
+        uint64_t mb, ev;
+        class_masks64(p + base, n, &mb, &ev);
+        /* base64-like runs: a run is noted once, when it reaches RUN_MIN,
+         * and its end is found after the loop. a20: bit j when bytes
+         * j..j+19 are all in the class. */
+        uint64_t a = mb & (mb >> 1);
+        a &= a >> 2;
+        a &= a >> 4;
+        uint64_t a20 = a & (a >> 8);
+        a20 &= a20 >> 4;
+        size_t lead = mb == ~0ull ? 64 : (size_t)__builtin_ctzll(~mb);
+        if (__builtin_expect(a20 != 0 || (run < RUN_MIN && run + lead >= RUN_MIN), 0)) {
+            for (size_t j = 0; j < n; j++) {
+                run = (mb >> j) & 1 ? run + 1 : 0;
+                if (run == RUN_MIN)
+                    win_add(&wl[W_RUN], base + j + 1 - RUN_MIN, base + j + 1, RUN_MIN);
+            }
+        } else if (mb == ~0ull) {
+            run += 64;
+        } else {
+            /* the block's trailing run (a partial block is the last one) */
+            run = (size_t)__builtin_clzll(~mb);
         }
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = p[i];
-        uint32_t x;
-        if (__builtin_expect(i + 4 <= len, 1))
-            memcpy(&x, p + i, 4);
-        else
-            x = load3(p, i, len);
-        uint32_t h = ifq_lit_hash(x);
-        if (__builtin_expect((bitmap[h >> 3] >> (h & 7)) & 1, 0))
-            LIT_VERIFY(lf, p, len, i, h, on_literal(sc, pr, rule_, end_, len));
-
-        if (i < model_len) {
-            uint8_t mc = codes[c];
-            if (mc && !(mc == 28 && prev == 28)) {
-                prev = mc;
-                g = ((g << 6) | mc) & 0x3FFFFFFFu;
-                seen++;
-                if (fast35 && seen >= 5) {
-                    uint64_t g3 = g & 0x3FFFF, g4 = g & 0xFFFFFF, g5 = g;
-                    msum += w[(g3 * 0x9E3779B97F4A7C15ull + 3 * 0xC2B2AE3D27D4EB4Full) >> shift];
-                    msum += w[(g4 * 0x9E3779B97F4A7C15ull + 4 * 0xC2B2AE3D27D4EB4Full) >> shift];
-                    msum += w[(g5 * 0x9E3779B97F4A7C15ull + 5 * 0xC2B2AE3D27D4EB4Full) >> shift];
-                    mcount += 3;
-                } else {
-                    for (uint32_t n = model->n_min; n <= model->n_max && n <= seen; n++) {
-                        uint64_t gram = g & (((uint64_t)1 << (6 * n)) - 1);
-                        msum += w[(gram * 0x9E3779B97F4A7C15ull +
-                                   (uint64_t)n * 0xC2B2AE3D27D4EB4Full) >>
-                                  shift];
-                        mcount++;
-                    }
+        while (ev) {
+            size_t i2 = base + (size_t)__builtin_ctzll(ev);
+            ev &= ev - 1;
+            uint8_t f = bcls[p[i2]];
+            if (f & B_DIGIT) {
+                if (cl_d && (i2 - last_d > 3 || (have_nl && last_nl > last_d))) {
+                    if (cl_d >= 4)
+                        win_add(&wl[W_NUM], cl_s > NUM_MARGIN ? cl_s - NUM_MARGIN : 0,
+                                last_d + 1 + NUM_MARGIN, cl_d);
+                    cl_d = 0;
+                }
+                if (!cl_d)
+                    cl_s = i2;
+                cl_d++;
+                last_d = i2;
+            }
+            if (f & B_NL) {
+                last_nl = i2;
+                have_nl = 1;
+            }
+            if ((f & B_SEP) && i2 > 0 && i2 + 1 < len) {
+                uint8_t fa = bcls[p[i2 - 1]], fb = bcls[p[i2 + 1]];
+                if ((fa & B_HEX || p[i2 - 1] == ':') && (fb & B_HEX || p[i2 + 1] == ':')) {
+                    if (last_sep != (size_t)-1 && i2 - last_sep <= 5)
+                        win_add(&wl[W_HEX], i2 > 48 ? i2 - 48 : 0, i2 + 48, 1);
+                    last_sep = i2;
                 }
             }
-        }
-
-        uint8_t f = bcls[c];
-        /* branch-free run length; a run is noted once, when it reaches
-         * RUN_MIN, and its end is found after the loop */
-        run = (f & B_B64) ? run + 1 : 0;
-        if (__builtin_expect(run == RUN_MIN, 0))
-            win_add(&wl[W_RUN], i + 1 - RUN_MIN, i + 1, RUN_MIN);
-        if (__builtin_expect(!(f & (B_DIGIT | B_SEP | B_AT | B_NL)), 1))
-            continue;
-        if (f & B_DIGIT) {
-            if (cl_d && (i - last_d > 3 || (have_nl && last_nl > last_d))) {
-                if (cl_d >= 4)
-                    win_add(&wl[W_NUM], cl_s > NUM_MARGIN ? cl_s - NUM_MARGIN : 0,
-                            last_d + 1 + NUM_MARGIN, cl_d);
-                cl_d = 0;
-            }
-            if (!cl_d)
-                cl_s = i;
-            cl_d++;
-            last_d = i;
-        }
-        if (f & B_NL) {
-            last_nl = i;
-            have_nl = 1;
-        }
-        if ((f & B_SEP) && i > 0 && i + 1 < len) {
-            uint8_t a = bcls[p[i - 1]], b = bcls[p[i + 1]];
-            if ((a & B_HEX || p[i - 1] == ':') && (b & B_HEX || p[i + 1] == ':')) {
-                if (last_sep != (size_t)-1 && i - last_sep <= 5)
-                    win_add(&wl[W_HEX], i > 48 ? i - 48 : 0, i + 48, 1);
-                last_sep = i;
-            }
-        }
-        if (f & B_AT)
-            win_add(&wl[W_AT], i > 66 ? i - 66 : 0, i + 256, 1);
-    }
-    if (model_len) {
-        /* the trailing space */
-        if (prev != 28) {
-            g = ((g << 6) | 28) & 0x3FFFFFFFu;
-            seen++;
-            for (uint32_t n = model->n_min; n <= model->n_max && n <= seen; n++) {
-                uint64_t gram = g & (((uint64_t)1 << (6 * n)) - 1);
-                msum += w[(gram * 0x9E3779B97F4A7C15ull + (uint64_t)n * 0xC2B2AE3D27D4EB4Full) >>
-                          shift];
-                mcount++;
-            }
+            if (f & B_AT)
+                win_add(&wl[W_AT], i2 > 66 ? i2 - 66 : 0, i2 + 256, 1);
         }
     }
-    pr->msum = msum;
-    pr->mcount = mcount;
     /* each long run's real end and length */
     for (size_t j = 0; j < wl[W_RUN].n; j++) {
         win_t *wi = &wl[W_RUN].w[j];

@@ -19,7 +19,9 @@
 #include "envelope.h"
 #include "route.h"
 
-typedef enum { IFQ_OUT_ROUTE = 0, IFQ_OUT_RESULT, IFQ_OUT_DLQ } ifq_out_kind_t;
+/* HOLD: a low-priority request over its team's limit, parked on the
+ * deferred topic (the broker decides that after admission). */
+typedef enum { IFQ_OUT_ROUTE = 0, IFQ_OUT_RESULT, IFQ_OUT_DLQ, IFQ_OUT_HOLD } ifq_out_kind_t;
 
 /* Where a message came from. */
 typedef struct {

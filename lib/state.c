@@ -53,9 +53,9 @@ struct ifq_state {
     size_t nqueue, capqueue;
 };
 
-static const char *const state_names[] = {"received", "routed",   "running", "succeeded",
-                                          "failed",   "rejected", "expired"};
-static const int state_ranks[] = {1, 2, 3, 4, 4, 4, 4};
+static const char *const state_names[] = {"received",  "held",   "routed",   "running",
+                                          "succeeded", "failed", "rejected", "expired"};
+static const int state_ranks[] = {1, 1, 2, 3, 4, 4, 4, 4};
 
 int ifq_state_rank(const char *state)
 {

@@ -59,13 +59,15 @@ def gw(stack_env, workdir, fake):
             "teams": {
                 "search": {"models": ["chat", "flaky", "small"], "reply_topics": ["search.*"]},
                 "limited": {"models": ["chat"], "limits": {"rpm": 10}},
+                "patient": {"models": ["chat"], "limits": {"rpm": 3},
+                            "over_limit_low_priority": "hold"},
                 "ops": {"models": ["*"], "hmac_key_env": "IFQ_E2E_OPS_KEY"},
                 "thrifty": {"models": ["chat"], "budget": {"daily_usd": 0.003}},
             },
-            "broker": {"default_team": "search"},
+            "broker": {"default_team": "search", "hold_max_ms": 150000},
             "cache": {"enabled": True, "ttl_s": 600},
         })
-    for team in ("search", "ops", "thrifty", "limited"):
+    for team in ("search", "ops", "thrifty", "limited", "patient"):
         ensure_topic(stack_env.bootstrap, f"{g.requests}.{team}", 4)
     g.start_broker("0")
     g.start_worker()
@@ -343,3 +345,39 @@ def test_exactly_once_routing_under_sigkill(stack_env, workdir, fake):
     assert not missing, f"{len(missing)} request(s) never routed, e.g. {missing[:5]}"
     assert not dups, f"{len(dups)} request(s) routed more than once, e.g. {list(dups.items())[:5]}"
     assert all(rc == 0 for rc in codes.values()), codes
+
+
+def test_low_priority_over_the_limit_waits_instead_of_failing(gw):
+    """Team `patient` (rpm 3) holds low-priority work over its limit: it is
+    parked on the deferred topic and routed when the window rolls over.
+    Normal priority over the limit is still refused at once."""
+    wait_for_fresh_minute(margin_s=30)
+    start_minute = int(time.time()) // 60
+    low = [chat(unique(f"hold{i}-"), f"later {i}", model="chat", priority="low")
+           for i in range(6)]
+    normal = chat(unique("hold-normal-"), "now", model="chat")
+    topic = f"{gw.requests}.patient"
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies)
+    p = Produce(gw.env.bootstrap)
+    for r in low:
+        p.send(topic, r, key=r["custom_id"])
+    p.flush()
+    # Three are admitted in this window; the other three are held.
+    replies.wait(lambda: sum(1 for r in low if r["custom_id"] in replies.by_id()) >= 3, 60,
+                 "the admitted three")
+    p.send(topic, normal, key=normal["custom_id"])
+    p.flush()
+    refused = replies.results([normal["custom_id"]], timeout=60)[normal["custom_id"]]
+    assert refused["error"]["code"] == "rate_limited", describe(refused)
+    got = replies.results([r["custom_id"] for r in low], timeout=150)
+    counts = replies.counts([r["custom_id"] for r in low])
+    minutes = {cid: recs[0].timestamp // 60000 for cid, recs in replies.by_id().items()
+               if cid in counts}
+    replies.close()
+    for r in low:
+        res = got[r["custom_id"]]
+        assert res["inferq"]["status"] == "succeeded", describe(res)
+    assert set(counts.values()) == {1}, counts
+    in_window = [c for c, m in minutes.items() if m == start_minute]
+    later = [c for c, m in minutes.items() if m > start_minute]
+    assert len(in_window) == 3 and len(later) == 3, minutes
