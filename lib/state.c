@@ -21,8 +21,8 @@ static const char state_script[] =
     "  for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end\n"
     "else\n"
     "  if cur[1] and cur[1] ~= ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
-    "  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', ARGV[2], 'rank', rank)\n"
-    "  for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end\n"
+    "  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', ARGV[2], 'rank', rank,\n"
+    "             unpack(ARGV, 5))\n"
     "end\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
         }
     }
     if (ifq_complexity_cfg_parse(section, &cfg, err, sizeof(err)) != IFQ_OK) {
-        fprintf(stderr, "%s: %s\n", cfg_path, err);
+        fprintf(stderr, "%s: %s\n", cfg_path ? cfg_path : "defaults", err);
         json_decref(section);
         return 1;
     }
