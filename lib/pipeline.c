@@ -277,6 +277,7 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     /* Input guardrails: the team's policy, else the default. Actions are
      * applied to the body in place; a block answers at once. */
     json_t *findings = NULL;
+    int body_changed = tmpl && !json_is_null(tmpl);
     const char *policy_name = team && team->guardrail_policy ? team->guardrail_policy : NULL;
     if (p->guard) {
         const ifq_guard_policy_t *pol = ifq_guard_policy(p->guard, policy_name);
@@ -286,6 +287,7 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
             ifq_guard_scan_request(pol, req.body, req.kind, &v);
             if (json_array_size(v.findings))
                 findings = json_incref(v.findings);
+            body_changed |= v.modified;
             if (v.blocked) {
                 json_t *extra = json_pack("{s{sO}}", "guardrails", "input", v.findings);
                 char msg[400];
@@ -349,6 +351,19 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         json_object_set_new(ext, "guardrails", json_pack("{so}", "input", findings));
     if (policy_name)
         json_object_set_new(ext, "guardrail_policy", json_string(policy_name));
+    /* When the client's JSON goes on unchanged, the routed message is its
+     * own bytes with the inferq object spliced in (ifq_decision_finish):
+     * no re-serialisation, and numbers keep their exact spelling. */
+    if (req.encoding == IFQ_ENC_JSON && !body_changed && !json_object_get(req.root, "inferq")) {
+        const char *b = buf;
+        size_t n = len;
+        while (n && (b[n - 1] == ' ' || b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == '\t'))
+            n--;
+        if (n && b[n - 1] == '}') {
+            out->raw = b;
+            out->raw_len = n - 1;
+        }
+    }
     json_object_set_new(req.root, "inferq", ext);
     out->kind = IFQ_OUT_ROUTE;
     out->state = "routed";
@@ -364,6 +379,32 @@ void ifq_decision_finish(ifq_decision_t *d)
     if (d->kind != IFQ_OUT_ROUTE || !d->request)
         return;
     free(d->value);
+    if (d->raw) {
+        size_t elen = 0;
+        char *ext = ifq_json_dump(json_object_get(d->request, "inferq"), &elen);
+        if (ext) {
+            static const char key[] = ",\"inferq\":";
+            d->len = d->raw_len + sizeof(key) - 1 + elen + 1;
+            d->value = malloc(d->len + 1);
+            if (d->value) {
+                char *w = d->value;
+                memcpy(w, d->raw, d->raw_len);
+                w += d->raw_len;
+                memcpy(w, key, sizeof(key) - 1);
+                w += sizeof(key) - 1;
+                memcpy(w, ext, elen);
+                w += elen;
+                *w++ = '}';
+                *w = '\0';
+                free(ext);
+                json_decref(d->request);
+                d->request = NULL;
+                d->raw = NULL;
+                return;
+            }
+            free(ext);
+        }
+    }
     d->value = ifq_json_dump(d->request, &d->len);
     json_decref(d->request);
     d->request = NULL;

@@ -63,6 +63,9 @@ typedef struct {
     double est_cost;    /* USD, from the first deployment's prices */
     char cache_key[65]; /* empty: not cacheable */
     json_t *request;    /* ROUTE only: the routed message, owned until serialised */
+    const char *raw;    /* ROUTE: the client's JSON up to its closing brace, borrowed from
+                         * the consumed message until finish; NULL: re-serialise */
+    size_t raw_len;
 } ifq_decision_t;
 
 /* Decides one message's outcome. now_ms is the wall clock (for deadlines).

@@ -91,6 +91,27 @@ static void routes_an_alias_to_the_first_deployment(void **state)
     ifq_decision_clear(&d);
 }
 
+static void unchanged_json_is_forwarded_byte_for_byte(void **state)
+{
+    fx_t *fx = *state;
+    const char *in = "{\"custom_id\":\"r2\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":"
+                     "\"chat-default\",\"temperature\":0.7,\"messages\":[{\"role\":\"user\","
+                     "\"content\":\"hi\"}]}}  \n";
+    ifq_decision_t d;
+    decide(fx, in, strlen(in), &d);
+    assert_int_equal(d.kind, IFQ_OUT_ROUTE);
+    size_t keep = strlen(in) - 4; /* without "}  \n" */
+    assert_memory_equal(d.value, in, keep);
+    assert_non_null(strstr(d.value, "\"temperature\":0.7,")); /* not 0.69999999999999996 */
+    json_error_t je;
+    json_t *routed = json_loadb(d.value, d.len, 0, &je);
+    assert_non_null(routed);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(routed, "inferq"), "id")),
+                        d.id);
+    json_decref(routed);
+    ifq_decision_clear(&d);
+}
+
 static void ids_are_stable_per_message(void **state)
 {
     char a[32], b[32], c[32];
@@ -284,6 +305,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routes_an_alias_to_the_first_deployment),
+        cmocka_unit_test(unchanged_json_is_forwarded_byte_for_byte),
         cmocka_unit_test(ids_are_stable_per_message),
         cmocka_unit_test(keeps_the_callers_trace),
         cmocka_unit_test(undecodable_input_is_dead_lettered),
