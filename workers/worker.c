@@ -483,6 +483,9 @@ static int failover(worker_t *w, job_t *j)
     if (!next)
         return -1;
     json_object_set_new(j->ext, "hop", json_integer(hop + 1));
+    /* The model time of earlier hops travels with the request, so the
+     * result's timings_ms.model sums every attempt of the chain. */
+    json_object_set_new(j->ext, "model_ms", json_integer(j->model_ms));
     ifq_lane_topic(w->cfg, next, j->lane, j->out_topic, sizeof(j->out_topic));
     j->out = ifq_json_dump(j->routed, &j->out_len);
     j->final_state = NULL;
@@ -756,21 +759,33 @@ static int circuit_allow(worker_t *w, job_t *j, int64_t *wait_ms)
 static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
 {
     circuit_t *cb = &j->cons->circuit;
-    if (j->is_probe) {
+    int probe = j->is_probe;
+    if (probe) {
         cb->probe_inflight = 0;
         j->is_probe = 0;
     }
-    if (success || !unhealthy) {
-        cb->failures = 0;
-        if (cb->state != CIRCUIT_CLOSED && success) {
+    /* Only the half-open probe's outcome moves an open circuit: a call
+     * that started before the circuit opened proves nothing about now. */
+    if (cb->state == CIRCUIT_HALF_OPEN && probe) {
+        if (success || !unhealthy) {
             cb->state = CIRCUIT_CLOSED;
-            circuit_publish(w, j->cons);
+            cb->failures = 0;
+        } else {
+            cb->failures++;
+            cb->state = CIRCUIT_OPEN;
+            cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
+            cb->opened_total++;
         }
+        circuit_publish(w, j->cons);
         return;
     }
-    cb->failures++;
-    if (cb->state == CIRCUIT_HALF_OPEN ||
-        (cb->state == CIRCUIT_CLOSED && cb->failures >= w->cfg->circuit_failure_threshold)) {
+    if (cb->state != CIRCUIT_CLOSED)
+        return;
+    if (success || !unhealthy) {
+        cb->failures = 0;
+        return;
+    }
+    if (++cb->failures >= w->cfg->circuit_failure_threshold) {
         cb->state = CIRCUIT_OPEN;
         cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
         cb->opened_total++;
@@ -812,6 +827,9 @@ static void dispatch(worker_t *w, job_t *j)
             if (failover(w, j) == 0)
                 return;
         }
+        /* Never past the deadline: the timer then finds it expired. */
+        if (j->deadline_ms && j->deadline_ms - now < wait)
+            wait = j->deadline_ms > now ? j->deadline_ms - now : 0;
         wait_retry(w, j, wait);
         return;
     }
@@ -912,6 +930,7 @@ static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_messag
     j->ext = json_object_get(j->routed, "inferq");
     j->id = json_string_value(json_object_get(j->ext, "id"));
     j->custom_id = json_string_value(json_object_get(j->routed, "custom_id"));
+    j->model_ms = json_integer_value(json_object_get(j->ext, "model_ms"));
     if (!json_is_array(json_object_get(j->ext, "attempts")))
         json_object_set_new(j->ext, "attempts", json_array());
     const char *tp = json_string_value(json_object_get(j->ext, "traceparent"));
