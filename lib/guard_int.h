@@ -1,16 +1,18 @@
 /*
  * guard_int.h - internals of the guardrail engine shared by lib/guard*.c:
- * the entity and rule tables, the literal prefilter (Aho-Corasick), the
+ * the entity and rule tables, the literal prefilter, the
  * n-gram model, compiled policies and the per-text scanner. Nothing here is
  * part of the public API (see guard.h).
  *
  * The engine is two-stage, the way gitleaks uses rule "keywords" and
- * Hyperscan uses literal factors: one pass over the text runs a caseless
- * Aho-Corasick automaton over every rule's trigger literals and notes the
- * windows where digits, '@', hex-with-colons or long base64-like runs occur;
- * then only the PCRE2 (JIT) patterns whose trigger fired run, and only over
- * the whole text (literal triggers) or over those windows (shape triggers).
- * Prose without PII therefore costs about one table walk per byte.
+ * Hyperscan uses literal factors: a first pass over the text finds every
+ * rule's trigger literals (caseless, a hashed bitmap filter verified
+ * exactly), sums the n-gram model and notes the windows where digits, '@',
+ * hex-with-colons or long base64-like runs occur; then only the PCRE2 (JIT)
+ * patterns whose trigger fired run, and only over the whole text (literal
+ * triggers) or over those windows, and only where cheap necessary
+ * conditions (a rule's `requires` literal, an '=' or ':', a digit pair)
+ * hold. Prose without PII therefore costs a few table lookups per byte.
  */
 #ifndef IFQ_GUARD_INT_H
 #define IFQ_GUARD_INT_H
@@ -111,6 +113,12 @@ typedef struct {
     int check;            /* CK_* */
     int ctx;              /* CX_* */
     int min_count;        /* matches needed before the rule counts (0/1: one) */
+    /* '|'-separated literals (caseless ASCII) one of which every match
+     * contains, NULL if none is known. They go into the literal filter too,
+     * so their occurrences are known after the first pass; a region with
+     * none of them cannot match and is not run (PCRE2 over a window costs
+     * 10-15 cycles a byte; the literal filter has already paid for these). */
+    const char *requires;
 } ifq_grule_t;
 
 extern const ifq_grule_t ifq_guard_rules[];
@@ -146,6 +154,13 @@ typedef struct {
 
 typedef struct {
     uint8_t bitmap[8192];
+    /* second level, tested only where bitmap hits (common English 3-byte
+     * prefixes such as "res", "pro", "act" hit often): bitmap4 holds the
+     * 4-byte prefixes (ifq_lit_hash4) of the literals of 4 bytes or more,
+     * short3 the 3-byte buckets of the shorter ones. A position goes on to
+     * verification when bitmap and (short3 or bitmap4) hit. */
+    uint8_t bitmap4[8192];
+    uint8_t short3[8192];
     uint16_t head[65536]; /* bucket -> first entry + 1 (0: empty) */
     ifq_lit_ent_t *ent;
     size_t nent;
@@ -155,11 +170,17 @@ static inline uint32_t ifq_lit_hash(uint32_t x)
 {
     return (((x | 0x20202020u) & 0xFFFFFFu) * 0x9E3779B1u) >> 16;
 }
+static inline uint32_t ifq_lit_hash4(uint32_t x)
+{
+    return ((x | 0x20202020u) * 0x9E3779B1u) >> 16;
+}
 
-/* Builds the filter over every rule's triggers. Returns 0 or -1. */
+/* Builds the filter over every rule's triggers, and its `requires`
+ * literals under rule index nrules + r. Returns 0 or -1. */
 int ifq_lit_build(ifq_lit_t *lf, const ifq_grule_t *rules, size_t nrules);
 void ifq_lit_free(ifq_lit_t *lf);
-/* ORs into bits the rules whose literal occurs in text. */
+/* ORs into bits the rules whose literal occurs in text (bits nrules + r:
+ * one of rule r's `requires` literals). */
 void ifq_lit_scan(const ifq_lit_t *lf, const char *text, size_t len, ifq_rbits_t *bits);
 /* The process-wide filter (the rule table is static); NULL if it could not
  * be built. */
@@ -282,6 +303,7 @@ typedef struct {
     pcre2_match_data *md;
     ifq_ghits_t *hits; /* [ifq_guard_nrules], scratch */
     unsigned budget_checks;
+    unsigned region_runs; /* pattern runs so far (the clock is read after rules that ran) */
     int64_t deadline_us;
     size_t total_bytes;
     unsigned limits_hit; /* 1 << IFQ_GLIM_* */

@@ -63,80 +63,81 @@ const ifq_grule_t
              "Za-z0-9])?"
              "(?:\\.[A-Za-z0-9](?:[A-Za-z0-9\\-]{0,61}[A-Za-z0-9])?)+(?![A-Za-z0-9\\-]|\\.[A-Za-z0-"
              "9])",
-             0, NULL, RG_AT, 0, 0, 0.9, CK_EMAIL, CX_EMAIL, 0},
+             0, NULL, RG_AT, 0, 0, 0.9, CK_EMAIL, CX_EMAIL, 0, NULL},
             {"phone", GE_PHONE,
              "(?<![\\w@.+/\\-])(?:\\+|\\(\\+?)?\\d[\\d.() \\-]{5,22}\\d"
              "(?:[ ]?(?:x|ext\\.?|#)[ ]?\\d{1,6})?(?![\\w@]|[.\\-/:]\\d)",
-             0, NULL, RG_NUM, 7, 0, 0, CK_PHONE, CX_PHONE, 0},
+             0, NULL, RG_NUM, 7, 0, 0, CK_PHONE, CX_PHONE, 0, NULL},
             {"card", GE_CARD, "(?<![\\w.+\\-])\\d(?:[ \\-]?\\d){11,18}(?![\\w]|[.\\-]\\d)", 0, NULL,
-             RG_NUM, 12, 0, 0.9, CK_CARD, CX_CARD, 0},
+             RG_NUM, 12, 0, 0.9, CK_CARD, CX_CARD, 0, NULL},
             {"iban", GE_IBAN, "(?<![A-Za-z0-9])[A-Za-z]{2}\\d{2}(?:[ ]?[A-Za-z0-9]){11,32}", 0,
-             NULL, RG_NUM, 4, 0, 0.95, CK_IBAN, CX_IBAN, 0},
+             NULL, RG_NUM, 4, 0, 0.95, CK_IBAN, CX_IBAN, 0, NULL},
             {"ssn", GE_SSN, "(?<![\\w.+\\-])\\d{3}([\\- .]?)\\d{2}\\1\\d{4}(?![\\w]|[.\\-]\\d)", 0,
-             NULL, RG_NUM, 9, 0, 0, CK_SSN, CX_SSN, 0},
+             NULL, RG_NUM, 9, 0, 0, CK_SSN, CX_SSN, 0, NULL},
             {"ipv4", GE_IP, "(?<![\\w.\\-])(?:\\d{1,3}\\.){3}\\d{1,3}(?![\\w\\-]|\\.\\d)", 0, NULL,
-             RG_NUM, 4, 0, 0.6, CK_IPV4, CX_IP, 0},
+             RG_NUM, 4, 0, 0.6, CK_IPV4, CX_IP, 0, NULL},
             {"ipv6", GE_IP,
              "(?<![\\w:.])(?:[0-9A-Fa-f]{0,4}:){2,8}(?:(?:\\d{1,3}\\.){3}\\d{1,3}|[0-9A-Fa-f]{0,4})"
              "(?![\\w:]|\\.\\w)",
-             0, NULL, RG_HEX, 0, 0, 0.6, CK_IPV6, CX_IP, 0},
+             0, NULL, RG_HEX, 0, 0, 0.6, CK_IPV6, CX_IP, 0, NULL},
             {"mac", GE_MAC,
              "(?<![\\w:\\-.])[0-9A-Fa-f]{2}([:\\-])[0-9A-Fa-f]{2}(?:\\1[0-9A-Fa-f]{2}){4}(?![\\w:"
              "\\-]|\\.\\w)"
              "|(?<![\\w.])[0-9A-Fa-f]{4}\\.[0-9A-Fa-f]{4}\\.[0-9A-Fa-f]{4}(?![\\w.])",
-             0, NULL, RG_HEX | RG_NUM, 4, 0, 0.6, CK_NONE, CX_MAC, 0},
+             0, NULL, RG_HEX | RG_NUM, 4, 0, 0.6, CK_NONE, CX_MAC, 0, NULL},
             {"bitcoin_base58", GE_BITCOIN,
              "(?<![A-Za-z0-9])[13mn2][1-9A-HJ-NP-Za-km-z]{25,34}(?![A-Za-z0-9])", 0, NULL, RG_RUN,
-             26, 0, 0.85, CK_BITCOIN, CX_CRYPTO, 0},
+             26, 0, 0.85, CK_BITCOIN, CX_CRYPTO, 0, NULL},
             {"bitcoin_bech32", GE_BITCOIN,
              "(?<![A-Za-z0-9])(?:bc|tb|BC|TB)1[02-9ac-hj-np-zAC-HJ-NP-Z]{11,87}(?![A-Za-z0-9])", 0,
-             "bc1|tb1", RG_LIT, 0, 0, 0.85, CK_BITCOIN, CX_CRYPTO, 0},
+             "bc1|tb1", RG_LIT, 0, 0, 0.85, CK_BITCOIN, CX_CRYPTO, 0, NULL},
 
             /* ---------------- secrets ---------------- */
             {"anthropic", GE_ANTHROPIC, "\\bsk-ant-[a-z]{2,10}\\d{0,3}-[A-Za-z0-9_\\-]{32,200}+", 0,
-             "sk-ant-", RG_LIT, 0, 0, 0.95, CK_TOKEN, CX_NONE, 0},
+             "sk-ant-", RG_LIT, 0, 0, 0.95, CK_TOKEN, CX_NONE, 0, NULL},
             {"openai", GE_OPENAI,
              "\\bsk-(?!ant-)(?:(?:proj|svcacct|admin|service|None)-)?[A-Za-z0-9_\\-]{32,250}+", 0,
-             "sk-", RG_LIT, 0, 0, 0.9, CK_TOKEN, CX_NONE, 0},
+             "sk-", RG_LIT, 0, 0, 0.9, CK_TOKEN, CX_NONE, 0, NULL},
             {"aws_key_id", GE_AWS_KEY_ID, "\\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\\b",
-             0, "akia|asia|abia|acca|a3t", RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0},
+             0, "akia|asia|abia|acca|a3t", RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0, NULL},
             {"aws_secret", GE_AWS_SECRET,
              "(?i:aws)[\\w.\\-]{0,30}?(?i:secret)[\\w.\\-]{0,30}?[\"']?[ \\t]{0,3}(?:=|:=|=>|:)[ "
              "\\t]{0,3}"
              "[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
-             0, "aws", RG_LIT, 0, 1, 0.95, CK_TOKEN, CX_NONE, 0},
+             0, "aws", RG_LIT, 0, 1, 0.95, CK_TOKEN, CX_NONE, 0, NULL},
             {"github", GE_GITHUB,
              "\\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,255})\\b", 0,
-             "ghp_|gho_|ghu_|ghs_|ghr_|github_pat_", RG_LIT, 0, 0, 0.95, CK_TOKEN, CX_NONE, 0},
+             "ghp_|gho_|ghu_|ghs_|ghr_|github_pat_", RG_LIT, 0, 0, 0.95, CK_TOKEN, CX_NONE, 0,
+             NULL},
             {"gitlab", GE_GITLAB,
              "\\bgl(?:pat|dt|rt|ptt|ft|imt|agent|soat|cbt|oas)-[A-Za-z0-9_\\-]{20,80}+", 0,
              "glpat-|gldt-|glrt-|glptt-|glft-|glimt-|glagent-|glsoat-|glcbt-|gloas-", RG_LIT, 0, 0,
-             0.9, CK_TOKEN, CX_NONE, 0},
+             0.9, CK_TOKEN, CX_NONE, 0, NULL},
             {"slack", GE_SLACK,
              "\\b(?:xox[abposre](?:\\.[a-z0-9]+)?-[A-Za-z0-9\\-]{10,250}+|xapp-\\d-[A-Z0-9]+-\\d+-["
              "a-z0-9]+)",
              0, "xoxa|xoxb|xoxp|xoxo|xoxs|xoxr|xoxe|xapp-", RG_LIT, 0, 0, 0.9, CK_TOKEN, CX_NONE,
-             0},
+             0, NULL},
             {"slack_webhook", GE_SLACK,
              "https?://hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/"
              "_\\-]{20,160}",
-             0, "hooks.slack.com", RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0},
+             0, "hooks.slack.com", RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0, NULL},
             {"stripe", GE_STRIPE,
              "\\b(?:(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}|whsec_[A-Za-z0-9]{24,64})\\b",
              0, "sk_live_|sk_test_|sk_prod_|rk_live_|rk_test_|rk_prod_|whsec_", RG_LIT, 0, 0, 0.9,
-             CK_TOKEN, CX_NONE, 0},
+             CK_TOKEN, CX_NONE, 0, NULL},
             {"google", GE_GOOGLE,
              "\\b(?:AIza[0-9A-Za-z_\\-]{35}|ya29\\.[0-9A-Za-z_\\-]{20,2048}+)(?![0-9A-Za-z_\\-])",
-             0, "aiza|ya29.", RG_LIT, 0, 0, 0.9, CK_TOKEN, CX_NONE, 0},
+             0, "aiza|ya29.", RG_LIT, 0, 0, 0.9, CK_TOKEN, CX_NONE, 0, NULL},
             {"private_key", GE_PRIVATE_KEY,
              "-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
              "(?:[\\s\\S]{0,20000}?-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
              "|[A-Za-z0-9+/=\\s:,\\-]{0,20000}+)",
-             0, "-----begin", RG_LIT, 0, 0, 1.0, CK_NONE, CX_NONE, 0},
+             0, "-----begin", RG_LIT, 0, 0, 1.0, CK_NONE, CX_NONE, 0, NULL},
             {"jwt", GE_JWT,
              "\\beyJ[A-Za-z0-9_\\-]{10,4096}+\\.eyJ[A-Za-z0-9_\\-]{10,16384}+\\.[A-Za-z0-9_\\-]{0,"
              "2048}+",
-             0, "eyj", RG_LIT, 0, 0, 0.9, CK_JWT, CX_NONE, 0},
+             0, "eyj", RG_LIT, 0, 0, 0.9, CK_JWT, CX_NONE, 0, NULL},
             {"generic_secret", GE_GENERIC_SECRET,
              "(?:passw(?:or)?d|passphrase|pwd|secret|token|api[_\\-]?key|access[_\\-]?key|auth[_\\-"
              "]?key"
@@ -147,7 +148,7 @@ const ifq_grule_t
              "passw|passphrase|pwd|secret|token|api_key|apikey|api-key|access_key|access-key|"
              "accesskey"
              "|auth_key|auth-key|authkey|private_key|private-key|privatekey|credential",
-             RG_LIT, 0, 1, 0.8, CK_SECRET_VALUE, CX_NONE, 0},
+             RG_LIT, 0, 1, 0.8, CK_SECRET_VALUE, CX_NONE, 0, NULL},
 
             /* ---------------- prompt injection ---------------- */
             {"override", GE_INJECTION,
@@ -160,16 +161,17 @@ const ifq_grule_t
                              "|commands?|context|programming|polic(?:y|ies)|messages?|training|"
                              "filters?)\\b",
              CI, "ignor|disregard|forget|bypass|overrid|neglect|skip", RG_LIT, 0, 0, 0.9, CK_NONE,
-             CX_NONE, 0},
+             CX_NONE, 0, NULL},
             {"new_instructions", GE_INJECTION,
              "\\b(?:new|updated|revised|real|actual|true|secret|hidden)\\s+(?:system\\s+)?"
              "(?:instructions?|rules|prompt|directives?)\\s*:",
-             CI, "instruction|rules|prompt|directive", RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 0},
+             CI, "instruction|rules|prompt|directive", RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 0,
+             NULL},
             {"no_longer", GE_INJECTION,
              "\\b(?:you\\s+are\\s+no\\s+longer|you\\s+will\\s+no\\s+longer|from\\s+now\\s+on,?\\s+"
              "you\\s+"
              "(?:are|will|must|shall)|henceforth,?\\s+you)\\b",
-             CI, "no longer|from now on|henceforth", RG_LIT, 0, 0, 0.4, CK_NONE, CX_NONE, 0},
+             CI, "no longer|from now on|henceforth", RG_LIT, 0, 0, 0.4, CK_NONE, CX_NONE, 0, NULL},
             {"prompt_extraction", GE_INJECTION,
              "\\b(?:reveal|show|print|display|output|repeat|recite|leak|dump|expose|disclose|"
              "tell\\s+me"
@@ -182,36 +184,39 @@ const ifq_grule_t
                      ")"
                      "|(?:prompt|instructions?)\\s+(?:above|you\\s+(?:were|have\\s+been)\\s+given)"
                      ")",
-             CI, "prompt|instruction|system message", RG_LIT, 0, 0, 0.8, CK_NONE, CX_NONE, 0},
+             CI, "prompt|instruction|system message", RG_LIT, 0, 0, 0.8, CK_NONE, CX_NONE, 0, NULL},
             {"repeat_above", GE_INJECTION,
              "\\b(?:repeat|print|output|copy|recite)\\b" GAP(
                  20) "\\b(?:the\\s+)?(?:words|text|everything|all|content|lines)\\s+(?:above|"
                      "before\\s+this"
                      "|preceding|prior)\\b",
-             CI, "above|preceding|before this|prior", RG_LIT, 0, 0, 0.5, CK_NONE, CX_NONE, 0},
+             CI, "above|preceding|before this|prior", RG_LIT, 0, 0, 0.5, CK_NONE, CX_NONE, 0, 
+             /* every match contains one: */ "repeat|print|output|copy|recite"},
             {"role_marker", GE_INJECTION,
              "<\\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id"
              "|end_header_id|begin_of_text)\\|>|\\[/?INST\\]|<</?SYS>>|<(?:start|end)_of_turn>",
              CI,
              "<\\|im_|<\\|system|<\\|user|<\\|assistant|<\\|endof|<\\|eot|<\\|start_h|<\\|end_h"
              "|<\\|begin_of|[inst]|[/inst]|<<sys>>|<</sys>>|_of_turn>",
-             RG_LIT, 0, 0, 0.85, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.85, CK_NONE, CX_NONE, 0, NULL},
             {"role_header", GE_INJECTION,
              "(?:^|\\n)[ \\t]*#{2,4}[ \\t]*(?:system|instructions?|assistant)\\b", CI, "##", RG_LIT,
-             0, 0, 0.6, CK_NONE, CX_NONE, 0},
+             0, 0, 0.6, CK_NONE, CX_NONE, 0, NULL},
             {"role_line", GE_INJECTION, "(?:^|\\n)[ \\t]*(?:system|developer)[ \\t]*:", CI,
-             "system:|developer:|system :", RG_LIT, 0, 0, 0.45, CK_NONE, CX_NONE, 0},
+             "system:|developer:|system :", RG_LIT, 0, 0, 0.45, CK_NONE, CX_NONE, 0, NULL},
             {"dan", GE_INJECTION, "\\bdo\\s+anything\\s+now\\b", CI, "anything now|anything  now",
-             RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0, NULL},
             {"dan_name", GE_INJECTION, "\\bDAN\\b", 0, "dan", RG_LIT, 0, 0, 0.45, CK_NONE, CX_NONE,
-             0},
+             0, NULL},
             {"jailbreak_mode", GE_INJECTION,
              "\\b(?:god|jailbreak|jailbroken|evil|unfiltered|uncensored|unrestricted|dan|opposite|"
              "chaos"
              "|developer)\\s+mode\\b",
-             CI, "mode", RG_LIT, 0, 0, 0.7, CK_NONE, CX_NONE, 0},
+             CI, "mode", RG_LIT, 0, 0, 0.7, CK_NONE, CX_NONE, 0,
+             /* every match contains one: */
+             "god|jailbr|evil|unfiltered|uncensored|unrestricted|dan|opposite|chaos|developer"},
             {"jailbreak_word", GE_INJECTION, "\\bjail[\\s\\-]?break(?:s|ing|ed|en)?\\b", CI,
-             "jailbr|jail br|jail-br", RG_LIT, 0, 0, 0.4, CK_NONE, CX_NONE, 0},
+             "jailbr|jail br|jail-br", RG_LIT, 0, 0, 0.4, CK_NONE, CX_NONE, 0, NULL},
             {"unfiltered", GE_INJECTION,
              "\\b(?:unfiltered|uncensored|unrestricted|amoral|unethical|immoral|without\\s+(?:"
              "any\\s+)?"
@@ -222,7 +227,7 @@ const ifq_grule_t
              "unfiltered|uncensored|unrestricted|amoral|unethical|immoral|restrictions|filters|"
              "limits"
              "|limitations|boundaries|censorship|morals|ethics|no rules",
-             RG_LIT, 0, 0, 0.45, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.45, CK_NONE, CX_NONE, 0, NULL},
             {"policy_bypass", GE_INJECTION,
              "\\b(?:without|free\\s+(?:of|from)|not\\s+bound\\s+by|break(?:ing)?|ignor(?:e|ing)"
              "|violat(?:e|ing)|bypass(?:ing)?|circumvent(?:ing)?|evad(?:e|ing))\\s+"
@@ -231,7 +236,9 @@ const ifq_grule_t
              "|usage)\\s+(?:polic(?:y|ies)|guidelines|rules|filters?|restrictions|principles|"
              "standards)\\b",
              CI, "polic|guideline|rules|filter|restriction|principle|standards", RG_LIT, 0, 0, 0.7,
-             CK_NONE, CX_NONE, 0},
+             CK_NONE, CX_NONE, 0,
+             /* every match contains one: */
+             "openai|anthropic|content|safety|ethical|moral|usage"},
             {"persona", GE_INJECTION,
              "\\b(?:pretend|act|roleplay|role-?play|behave|you\\s+are\\s+now|simulate|imagine\\s+"
              "you\\s+are)"
@@ -243,21 +250,26 @@ const ifq_grule_t
              CI,
              "pretend|act as|act like|roleplay|role-play|role play|behave|you are now|simulate"
              "|imagine you",
-             RG_LIT, 0, 0, 0.7, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.7, CK_NONE, CX_NONE, 0,
+             /* every match contains one: */
+             "restriction|limit|filter|rules|guidelines|ethics|morals|censorship|boundaries"},
             {"stay_in_character", GE_INJECTION,
              "\\b(?:stay|remain|keep)\\s+in\\s+character\\b|\\bbreak(?:ing)?\\s+character\\b", CI,
-             "character", RG_LIT, 0, 0, 0.3, CK_NONE, CX_NONE, 0},
+             "character", RG_LIT, 0, 0, 0.3, CK_NONE, CX_NONE, 0, 
+             /* every match contains one: */ "stay|remain|keep|break"},
             {"dual_response", GE_INJECTION,
              "\\b(?:two|2|both|separate)\\s+(?:different\\s+|separate\\s+)?(?:responses|answers"
              "|paragraphs|outputs)\\b[^\\n]{0,120}?\\b(?:normal|classic|standard|filtered|censored"
              "|jailbroken|unfiltered)\\b",
-             CI, "responses|answers|paragraphs|outputs", RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 0},
+             CI, "responses|answers|paragraphs|outputs", RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 0, 
+             /* every match contains one: */
+             "normal|classic|standard|filtered|censored|jailbroken"},
             {"jailbreak_tag", GE_INJECTION,
              "[\\[(](?:\\xF0\\x9F\\x94[\\x92\\x93])?\\s*(?:jailbreak|classic|dan|developer\\s+"
              "mode\\s+output"
              "|normal\\s+output)[^\\])\\n]{0,20}[\\])]",
              CI, "[jailbreak|[classic|[dan|[\xF0\x9F\x94|(\xF0\x9F\x94|normal output|mode output",
-             RG_LIT, 0, 0, 0.8, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.8, CK_NONE, CX_NONE, 0, NULL},
             {"encoded_instructions", GE_INJECTION,
              "\\b(?:decode|decipher|decrypt|translate|convert)\\b" GAP(30) "\\b(?:base-?64|rot-?13|"
                                                                            "hex(?:adecimal)?|"
@@ -271,36 +283,36 @@ const ifq_grule_t
                                                                                    "respond\\s+to)"
                                                                                    "\\b",
              CI, "base64|base-64|rot13|rot-13|hex|binary|morse|caesar", RG_LIT, 0, 0, 0.7, CK_NONE,
-             CX_NONE, 0},
+             CX_NONE, 0, NULL},
             {"base64_payload", GE_INJECTION,
              "(?<![A-Za-z0-9+/=_\\-])[A-Za-z0-9+/_\\-]{40,8192}+={0,2}(?![A-Za-z0-9+/=_\\-])", 0,
-             NULL, RG_RUN, 40, 0, 0.45, CK_B64TEXT, CX_NONE, 0},
+             NULL, RG_RUN, 40, 0, 0.45, CK_B64TEXT, CX_NONE, 0, NULL},
             {"hex_payload", GE_INJECTION, "(?<![A-Za-z0-9])[0-9A-Fa-f]{48,8192}+(?![A-Za-z0-9])", 0,
-             NULL, RG_RUN, 48, 0, 0.45, CK_HEXTEXT, CX_NONE, 0},
+             NULL, RG_RUN, 48, 0, 0.45, CK_HEXTEXT, CX_NONE, 0, NULL},
 
             /* ---------------- invisible text ---------------- */
             {"tag_characters", GE_INVISIBLE,
              "(\\xF0\\x9F\\x8F\\xB4)?(?:\\xF3\\xA0[\\x80\\x81][\\x80-\\xBF]){2,}+", 0, "\xF3\xA0",
-             RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.9, CK_NONE, CX_NONE, 0, NULL},
             {"bidi_controls", GE_INVISIBLE, "\\xE2\\x80[\\xAA-\\xAE]|\\xE2\\x81[\\xA6-\\xA9]", 0,
              "\xE2\x80\xAA|\xE2\x80\xAB|\xE2\x80\xAC|\xE2\x80\xAD|\xE2\x80\xAE|\xE2\x81\xA6|"
              "\xE2\x81\xA7"
              "|\xE2\x81\xA8|\xE2\x81\xA9",
-             RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 0},
+             RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 0, NULL},
             {"zero_width", GE_INVISIBLE,
              "\\xE2\\x80[\\x8B\\x8C]|\\xE2\\x81[\\xA0-\\xA4]|\\xEF\\xBB\\xBF|\\xE1\\xA0\\x8E", 0,
              "\xE2\x80\x8B|\xE2\x80\x8C|\xE2\x81\xA0|\xE2\x81\xA1|\xE2\x81\xA2|\xE2\x81\xA3|"
              "\xE2\x81\xA4"
              "|\xEF\xBB\xBF|\xE1\xA0\x8E",
-             RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 3},
+             RG_LIT, 0, 0, 0.6, CK_NONE, CX_NONE, 3, NULL},
 
             /* ---------------- data exfiltration through images ---------------- */
             {"markdown_image", GE_EXFIL,
              "!\\[[^\\]\\n]{0,256}\\]\\([ \\t]*<?(https?://[^\\s)>]{1,4096}+)", CI, "![", RG_LIT, 0,
-             0, 0.6, CK_EXFIL, CX_NONE, 0},
+             0, 0.6, CK_EXFIL, CX_NONE, 0, NULL},
             {"html_image", GE_EXFIL,
              "<img\\b[^>]{0,256}?\\bsrc[ \\t]*=[ \\t]*[\"']?(https?://[^\\s\"'>]{1,4096}+)", CI,
-             "<img", RG_LIT, 0, 0, 0.6, CK_EXFIL, CX_NONE, 0},
+             "<img", RG_LIT, 0, 0, 0.6, CK_EXFIL, CX_NONE, 0, NULL},
 };
 
 const size_t ifq_guard_nrules = sizeof(ifq_guard_rules) / sizeof(ifq_guard_rules[0]);

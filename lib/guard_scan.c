@@ -1,7 +1,8 @@
 /*
- * guard_scan.c - scanning one text: the literal prefilter (a caseless
- * Aho-Corasick automaton over every rule's trigger literals), the shape
- * windows (digit clusters, hex with separators, '@', long base64-like runs),
+ * guard_scan.c - scanning one text: the literal prefilter (a hashed bitmap
+ * filter over every rule's trigger and `requires` literals, verified
+ * exactly), the n-gram model's sum, the shape windows (digit clusters, hex
+ * with separators, '@', long base64-like runs),
  * running the triggered PCRE2 patterns under the policy's match limits and
  * time budget, validation and context scoring, the injection score (rule
  * signals combined with the n-gram model), custom deny/allow lists, and
@@ -73,6 +74,34 @@ static int lit_add(ifq_lit_t *lf, size_t *cap, const char *lit, size_t len, size
         e->next = lf->head[h];
         lf->head[h] = (uint16_t)(++lf->nent);
         lf->bitmap[h >> 3] |= (uint8_t)(1u << (h & 7));
+        if (len >= 4) {
+            uint32_t h4 = ifq_lit_hash4(x | (uint32_t)(unsigned char)lit[3] << 24);
+            lf->bitmap4[h4 >> 3] |= (uint8_t)(1u << (h4 & 7));
+        } else {
+            lf->short3[h >> 3] |= (uint8_t)(1u << (h & 7));
+        }
+    }
+    return 0;
+}
+
+/* Adds a '|'-separated literal list under rule index idx. */
+static int lit_add_list(ifq_lit_t *lf, size_t *cap, const char *t, size_t idx)
+{
+    while (t && *t) {
+        char lit[64];
+        size_t n = 0;
+        while (*t && *t != '|') {
+            if (*t == '\\' && t[1])
+                t++;
+            if (n < sizeof(lit))
+                lit[n] = (char)fold((unsigned char)*t);
+            n++;
+            t++;
+        }
+        if (*t == '|')
+            t++;
+        if (n > sizeof(lit) || lit_add(lf, cap, lit, n, idx))
+            return -1;
     }
     return 0;
 }
@@ -81,25 +110,13 @@ int ifq_lit_build(ifq_lit_t *lf, const ifq_grule_t *rules, size_t nrules)
 {
     memset(lf, 0, sizeof(*lf));
     size_t cap = 0;
+    if (2 * nrules > IFQ_GUARD_MAX_RULES)
+        return -1;
     for (size_t r = 0; r < nrules; r++) {
-        const char *t = rules[r].triggers;
-        while (t && *t) {
-            char lit[64];
-            size_t n = 0;
-            while (*t && *t != '|') {
-                if (*t == '\\' && t[1])
-                    t++;
-                if (n < sizeof(lit))
-                    lit[n] = (char)fold((unsigned char)*t);
-                n++;
-                t++;
-            }
-            if (*t == '|')
-                t++;
-            if (n > sizeof(lit) || lit_add(lf, &cap, lit, n, r)) {
-                ifq_lit_free(lf);
-                return -1;
-            }
+        if (lit_add_list(lf, &cap, rules[r].triggers, r) ||
+            lit_add_list(lf, &cap, rules[r].requires, nrules + r)) {
+            ifq_lit_free(lf);
+            return -1;
         }
     }
     return 0;
@@ -150,6 +167,7 @@ void ifq_lit_scan(const ifq_lit_t *lf, const char *text, size_t len, ifq_rbits_t
 static ifq_lit_t g_lits;
 static int g_lits_ok;
 static ifq_rbits_t g_strong_injection;
+static ifq_rbits_t g_need_colon; /* rules whose every match contains ':' */
 static pthread_once_t g_lits_once = PTHREAD_ONCE_INIT;
 
 static void lits_init_once(void)
@@ -162,6 +180,10 @@ static void lits_init_once(void)
         for (size_t k = 0; k < sizeof(strong) / sizeof(strong[0]); k++)
             if (strcmp(ifq_guard_rules[r].id, strong[k]) == 0)
                 rbits_set(&g_strong_injection, r);
+    for (size_t r = 0; r < ifq_guard_nrules; r++)
+        if (strcmp(ifq_guard_rules[r].id, "new_instructions") == 0 ||
+            strcmp(ifq_guard_rules[r].id, "role_line") == 0)
+            rbits_set(&g_need_colon, r);
 }
 
 const ifq_lit_t *ifq_guard_lits(void)
@@ -224,6 +246,7 @@ static void win_add(winlist_t *l, size_t s, size_t e, uint32_t weight)
 enum { B_DIGIT = 1, B_B64 = 2, B_SEP = 4, B_AT = 8, B_NL = 16, B_HEX = 32 };
 
 static uint8_t bcls[256];
+static uint8_t model_skip[4096]; /* model: [previous code << 6 | code] -> skipped */
 static pthread_once_t bcls_once = PTHREAD_ONCE_INIT;
 
 static void bcls_init(void)
@@ -245,6 +268,9 @@ static void bcls_init(void)
             f |= B_NL;
         bcls[c] = f;
     }
+    for (int prev = 0; prev < 64; prev++)
+        for (int code = 0; code < 64; code++)
+            model_skip[prev << 6 | code] = code == 0 || (code == 28 && prev == 28);
 }
 
 #define RUN_MIN 20
@@ -301,16 +327,34 @@ static void hits_add(ifq_ghits_t *h, size_t s, size_t e)
     h->n++;
 }
 
+#define REQ_MAX 128
+
 typedef struct {
     ifq_rbits_t trig; /* rules to run over the whole text */
     ifq_rbits_t hit;  /* rules with hit windows in sc->hits */
     winlist_t wl[W_KINDS];
     int64_t msum;    /* model: sum of weights */
     uint64_t mcount; /* model: number of n-grams */
+    /* occurrences of `requires` literals, in text order */
+    uint32_t req_s[REQ_MAX], req_e[REQ_MAX];
+    uint8_t req_rule[REQ_MAX];
+    size_t req_n;
+    int req_over; /* the list overflowed: every region may match */
 } pre_t;
 
-static void on_literal(ifq_gscan_t *sc, pre_t *pr, size_t ri, size_t i, size_t len)
+static void on_literal(ifq_gscan_t *sc, pre_t *pr, size_t ri, size_t i, size_t len, size_t litlen)
 {
+    if (ri >= ifq_guard_nrules) { /* a `requires` literal of rule ri - nrules */
+        if (pr->req_n == REQ_MAX) {
+            pr->req_over = 1;
+            return;
+        }
+        pr->req_s[pr->req_n] = (uint32_t)(i - litlen);
+        pr->req_e[pr->req_n] = (uint32_t)i;
+        pr->req_rule[pr->req_n] = (uint8_t)(ri - ifq_guard_nrules);
+        pr->req_n++;
+        return;
+    }
     if (!rbits_has(&sc->p->enabled[sc->dir], ri))
         return;
     uint32_t back, fwd;
@@ -329,66 +373,87 @@ static void on_literal(ifq_gscan_t *sc, pre_t *pr, size_t ri, size_t i, size_t l
 
 /* The model's n-gram sum over text[0..n) wrapped in spaces (the definition
  * is in guard_model.c; ifq_gmodel_score() is the reference). A loop of its
- * own: the whole state stays in registers and the three lookups per byte
- * are independent loads. */
-static void model_sum(const ifq_gmodel_t *model, const unsigned char *p, size_t n, int64_t *sum_out,
-                      uint64_t *count_out)
+ * own, so its state stays in registers. The last code kept is always g's low
+ * six bits, so whether a code is skipped (0: a continuation byte; a space
+ * after a space) is a function of the candidate g's low 12 bits: one table
+ * lookup and one rarely-taken branch, rather than a branch on every space
+ * (which mispredicts) or a conditional move on g's dependency chain. */
+#define MODEL_K 0x9E3779B97F4A7C15ull
+#define MODEL_C 0xC2B2AE3D27D4EB4Full
+
+static inline void model_hot35(const int8_t *w, unsigned shift, const uint8_t *codes,
+                               const unsigned char *p, size_t i, size_t n, uint64_t *gp,
+                               int64_t *sum, uint64_t *count)
+{
+    uint64_t k = MODEL_K, c3 = 3 * MODEL_C, c4 = 4 * MODEL_C, c5 = 5 * MODEL_C;
+#if defined(__GNUC__)
+    /* keep the constants in registers: GCC otherwise reloads a 64-bit
+     * immediate for every n-gram */
+    __asm__("" : "+r"(k), "+r"(c3), "+r"(c4), "+r"(c5));
+#endif
+    uint64_t g = *gp;
+    int64_t s3 = 0, s4 = 0, s5 = 0;
+    uint64_t skipped = 0, start = i;
+    for (; i < n; i++) {
+        uint64_t gn = (g << 6) | codes[p[i]]; /* only the low 30 bits are used */
+        if (__builtin_expect(model_skip[gn & 0xFFF], 0)) {
+            skipped++;
+            continue;
+        }
+        g = gn;
+        s3 += w[((g & 0x3FFFF) * k + c3) >> shift];
+        s4 += w[((g & 0xFFFFFF) * k + c4) >> shift];
+        s5 += w[((g & 0x3FFFFFFF) * k + c5) >> shift];
+    }
+    *gp = g & 0x3FFFFFFF;
+    *sum += s3 + s4 + s5;
+    *count += 3 * (n - start - skipped);
+}
+
+__attribute__((noinline)) static void model_sum(const ifq_gmodel_t *model, const unsigned char *p,
+                                                size_t n, int64_t *sum_out, uint64_t *count_out)
 {
     const uint8_t *codes = ifq_gmodel_codes();
     const int8_t *w = model->w;
     const unsigned shift = 64 - model->hash_bits;
-    const uint64_t K = 0x9E3779B97F4A7C15ull, C = 0xC2B2AE3D27D4EB4Full;
-    uint64_t g = 28; /* the leading space */
-    uint32_t seen = 1;
-    uint8_t prev = 28;
+    uint64_t g = 28; /* the leading space; g's low 6 bits are the last code kept */
+    uint64_t seen = 1;
     int64_t msum = 0;
     uint64_t mcount = 0;
     if (model->n_min == 1) {
-        msum += w[(28 * K + C) >> shift];
+        msum += w[(28 * MODEL_K + MODEL_C) >> shift];
         mcount++;
     }
+    const int fast35 = model->n_min == 3 && model->n_max == 5;
     size_t i = 0;
     /* generic: any n range, and the first codes until every n-gram exists */
-    for (; i < n; i++) {
-        if (model->n_min == 3 && model->n_max == 5 && seen >= 5)
-            break;
+    for (; i < n && !(fast35 && seen >= 5); i++) {
         uint8_t mc = codes[p[i]];
-        if (!mc || (mc == 28 && prev == 28))
+        if (!mc || (mc == 28 && (g & 63) == 28))
             continue;
-        prev = mc;
         g = ((g << 6) | mc) & 0x3FFFFFFFu;
         seen++;
         for (uint32_t k = model->n_min; k <= model->n_max && k <= seen; k++) {
             uint64_t gram = g & (((uint64_t)1 << (6 * k)) - 1);
-            msum += w[(gram * K + (uint64_t)k * C) >> shift];
+            msum += w[(gram * MODEL_K + (uint64_t)k * MODEL_C) >> shift];
             mcount++;
         }
     }
-    /* 3..5-grams once five codes are seen: the hot loop */
-    const uint64_t c3 = 3 * C, c4 = 4 * C, c5 = 5 * C;
-    int64_t s3 = 0, s4 = 0, s5 = 0;
-    uint64_t nc = 0;
-    for (; i < n; i++) {
-        uint8_t mc = codes[p[i]];
-        if (__builtin_expect(!mc || (mc == 28 && prev == 28), 0))
-            continue;
-        prev = mc;
-        g = ((g << 6) | mc) & 0x3FFFFFFFu;
-        nc++;
-        s3 += w[((g & 0x3FFFF) * K + c3) >> shift];
-        s4 += w[((g & 0xFFFFFF) * K + c4) >> shift];
-        s5 += w[(g * K + c5) >> shift];
+    if (i < n) {
+        uint64_t c0 = mcount;
+        if (shift == 48) /* the shipped 2^16-bucket model: a constant shift */
+            model_hot35(w, 48, codes, p, i, n, &g, &msum, &mcount);
+        else
+            model_hot35(w, shift, codes, p, i, n, &g, &msum, &mcount);
+        seen += (mcount - c0) / 3;
     }
-    msum += s3 + s4 + s5;
-    mcount += 3 * nc;
-    seen += (uint32_t)nc;
     /* the trailing space */
-    if (prev != 28) {
+    if ((g & 63) != 28) {
         g = ((g << 6) | 28) & 0x3FFFFFFFu;
         seen++;
         for (uint32_t k = model->n_min; k <= model->n_max && k <= seen; k++) {
             uint64_t gram = g & (((uint64_t)1 << (6 * k)) - 1);
-            msum += w[(gram * K + (uint64_t)k * C) >> shift];
+            msum += w[(gram * MODEL_K + (uint64_t)k * MODEL_C) >> shift];
             mcount++;
         }
     }
@@ -408,21 +473,20 @@ static inline void class_masks64(const unsigned char *p, size_t n, uint64_t *b64
         uint64_t mb = 0, me = 0;
         for (int k = 0; k < 4; k++) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
-            __m128i alpha = _mm_cmpeq_epi8(
-                _mm_subs_epu8(_mm_sub_epi8(_mm_or_si128(v, sp), a), z25), zero);
+            __m128i alpha =
+                _mm_cmpeq_epi8(_mm_subs_epu8(_mm_sub_epi8(_mm_or_si128(v, sp), a), z25), zero);
             __m128i digit = _mm_cmpeq_epi8(_mm_subs_epu8(_mm_sub_epi8(v, d0), n9), zero);
             __m128i dash = _mm_cmpeq_epi8(v, _mm_set1_epi8('-'));
-            __m128i sym = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')),
-                             _mm_cmpeq_epi8(v, _mm_set1_epi8('/'))),
-                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('=')),
-                             _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
-            __m128i evv = _mm_or_si128(
-                _mm_or_si128(digit, dash),
-                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(':')),
-                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('@'))),
-                             _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
-                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')))));
+            __m128i sym = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')),
+                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('/'))),
+                                       _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('=')),
+                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+            __m128i evv =
+                _mm_or_si128(_mm_or_si128(digit, dash),
+                             _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(':')),
+                                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('@'))),
+                                          _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
+                                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')))));
             __m128i bb = _mm_or_si128(_mm_or_si128(alpha, digit), _mm_or_si128(dash, sym));
             mb |= (uint64_t)(uint16_t)_mm_movemask_epi8(bb) << (16 * k);
             me |= (uint64_t)(uint16_t)_mm_movemask_epi8(evv) << (16 * k);
@@ -442,53 +506,70 @@ static inline void class_masks64(const unsigned char *p, size_t n, uint64_t *b64
     *ev = me;
 }
 
-/* The pass over the text: trigger literals, the n-gram model's sum (over
- * the first model_len bytes; 0 when the model does not run) and the shape
- * windows. Three loops, each with its state in registers: the literal
- * filter hashes every position (one bitmap test per byte, four positions
- * per branch), the model does its three lookups per byte, and the byte
- * classes go 64 bytes at a time (SSE2 compares to bit masks), stopping only
- * at bytes the windows act on (digits, ':', '-', '@', newlines) and in
- * blocks where a base64-like run may reach RUN_MIN. */
-static void prefilter(ifq_gscan_t *sc, const char *text, size_t len, const ifq_gmodel_t *model,
-                      size_t model_len, pre_t *pr)
+/* Trigger literals: every position hashed, one bitmap test per byte. The
+ * hashing loop has no branch: four positions' bits form a nibble, and each
+ * group with a hit is appended to a small list (branch-free), which is then
+ * walked in order: the second-level test (bitmap4 / short3), and exact
+ * verification for what passes. A branch per group would mispredict on
+ * about one group in eight in English prose. */
+#define LIT_CHUNK 4096
+__attribute__((noinline)) static void lit_pass(ifq_gscan_t *sc, const unsigned char *p, size_t len,
+                                               pre_t *pr)
 {
-    pthread_once(&bcls_once, bcls_init);
     const ifq_lit_t *lf = ifq_guard_lits();
-    const unsigned char *p = (const unsigned char *)text;
-    winlist_t *wl = pr->wl;
-
-    /* 1. trigger literals */
     const uint8_t *bitmap = lf->bitmap;
+    uint32_t cand[LIT_CHUNK / 4];
     size_t i = 0;
-    for (; i + 8 <= len; i += 4) {
-        uint64_t x;
-        memcpy(&x, p + i, 8);
-        uint32_t h0 = ifq_lit_hash((uint32_t)x), h1 = ifq_lit_hash((uint32_t)(x >> 8));
-        uint32_t h2 = ifq_lit_hash((uint32_t)(x >> 16)), h3 = ifq_lit_hash((uint32_t)(x >> 24));
-        unsigned m = ((bitmap[h0 >> 3] >> (h0 & 7)) & 1) | ((bitmap[h1 >> 3] >> (h1 & 7)) & 1) << 1 |
-                     ((bitmap[h2 >> 3] >> (h2 & 7)) & 1) << 2 |
-                     ((bitmap[h3 >> 3] >> (h3 & 7)) & 1) << 3;
-        if (__builtin_expect(m != 0, 0)) {
-            uint32_t hs[4] = {h0, h1, h2, h3};
-            for (unsigned k = 0; k < 4; k++)
-                if (m & (1u << k))
-                    LIT_VERIFY(lf, p, len, i + k, hs[k], on_literal(sc, pr, rule_, end_, len));
+    while (i + 8 <= len) {
+        size_t stop = len - 8 < i + LIT_CHUNK - 4 ? len - 8 : i + LIT_CHUNK - 4;
+        size_t base = i, nc = 0;
+        for (; i <= stop; i += 4) {
+            uint64_t x;
+            memcpy(&x, p + i, 8);
+            x |= 0x2020202020202020ull; /* the fold of ifq_lit_hash, once for four */
+            uint32_t h0 = (((uint32_t)x & 0xFFFFFFu) * 0x9E3779B1u) >> 16;
+            uint32_t h1 = (((uint32_t)(x >> 8) & 0xFFFFFFu) * 0x9E3779B1u) >> 16;
+            uint32_t h2 = (((uint32_t)(x >> 16) & 0xFFFFFFu) * 0x9E3779B1u) >> 16;
+            uint32_t h3 = (((uint32_t)(x >> 24) & 0xFFFFFFu) * 0x9E3779B1u) >> 16;
+            uint32_t m =
+                ((bitmap[h0 >> 3] >> (h0 & 7)) & 1) | ((bitmap[h1 >> 3] >> (h1 & 7)) & 1) << 1 |
+                ((bitmap[h2 >> 3] >> (h2 & 7)) & 1) << 2 | ((bitmap[h3 >> 3] >> (h3 & 7)) & 1) << 3;
+            cand[nc] = (uint32_t)(i - base) << 4 | m;
+            nc += m != 0;
+        }
+        for (size_t c = 0; c < nc; c++) {
+            size_t gi = base + (cand[c] >> 4);
+            uint32_t m = cand[c] & 15;
+            uint64_t x;
+            memcpy(&x, p + gi, 8);
+            uint32_t hs[4], m2 = 0;
+            for (unsigned k = 0; k < 4; k++) {
+                uint32_t xk = (uint32_t)(x >> (8 * k));
+                uint32_t h = ifq_lit_hash(xk), h4 = ifq_lit_hash4(xk);
+                hs[k] = h;
+                m2 |= (((lf->short3[h >> 3] >> (h & 7)) | (lf->bitmap4[h4 >> 3] >> (h4 & 7))) & 1)
+                      << k;
+            }
+            for (m2 &= m; m2; m2 &= m2 - 1) {
+                unsigned k = (unsigned)__builtin_ctz(m2);
+                LIT_VERIFY(lf, p, len, gi + k, hs[k],
+                           on_literal(sc, pr, rule_, end_, len, e_->len));
+            }
         }
     }
     for (; i < len; i++) {
         uint32_t h = ifq_lit_hash(load3(p, i, len));
         if ((bitmap[h >> 3] >> (h & 7)) & 1)
-            LIT_VERIFY(lf, p, len, i, h, on_literal(sc, pr, rule_, end_, len));
+            LIT_VERIFY(lf, p, len, i, h, on_literal(sc, pr, rule_, end_, len, e_->len));
     }
+}
 
-    /* 2. the model */
-    pr->msum = 0;
-    pr->mcount = 0;
-    if (model_len)
-        model_sum(model, p, model_len, &pr->msum, &pr->mcount);
-
-    /* 3. shape windows */
+/* Shape windows: the byte classes 64 bytes at a time (SSE2 compares to bit
+ * masks), stopping only at bytes the windows act on (digits, ':', '-', '@',
+ * newlines) and in blocks where a base64-like run may reach RUN_MIN. */
+__attribute__((noinline)) static void shape_pass(const unsigned char *p, size_t len, pre_t *pr)
+{
+    winlist_t *wl = pr->wl;
     size_t run = 0;
     size_t cl_s = 0, last_d = 0, last_nl = 0, last_sep = (size_t)-1;
     uint32_t cl_d = 0;
@@ -576,6 +657,24 @@ static void prefilter(ifq_gscan_t *sc, const char *text, size_t len, const ifq_g
                 wi->s = wi->e;
         }
     }
+}
+
+/* The pass over the text: trigger literals, the n-gram model's sum (over
+ * the first model_len bytes; 0 when the model does not run) and the shape
+ * windows. Three loops rather than one fused loop: each keeps its state in
+ * registers (the fused loop spilled), and the model's loop has no
+ * unpredictable branch. */
+static void prefilter(ifq_gscan_t *sc, const char *text, size_t len, const ifq_gmodel_t *model,
+                      size_t model_len, pre_t *pr)
+{
+    pthread_once(&bcls_once, bcls_init);
+    const unsigned char *p = (const unsigned char *)text;
+    lit_pass(sc, p, len, pr);
+    pr->msum = 0;
+    pr->mcount = 0;
+    if (model_len)
+        model_sum(model, p, model_len, &pr->msum, &pr->mcount);
+    shape_pass(p, len, pr);
     for (size_t ri = 0; ri < ifq_guard_nrules; ri++) {
         if (!rbits_has(&pr->hit, ri))
             continue;
@@ -660,6 +759,72 @@ typedef struct {
     int matches;
 } sigacc_t;
 
+/* A necessary condition for a match of rule r inside the shape window
+ * text[s..e): a byte pair or quad that every match contains. Windows
+ * around digit clusters are frequent in prose (years, prices) and these
+ * patterns cost 3-13 cycles a byte to run, the check well under one; a
+ * window that fails it cannot match, so skipping it changes nothing. */
+static int window_may_match(const ifq_grule_t *r, const unsigned char *p, size_t s, size_t e)
+{
+#define IS_D(c) ((unsigned)((c) - '0') < 10u)
+#define IS_A(c) ((unsigned)(((c) | 0x20) - 'a') < 26u)
+#define IS_H(c) (IS_D(c) || (unsigned)(((c) | 0x20) - 'a') < 6u)
+    switch (r->check) {
+    case CK_IBAN: /* [A-Za-z]{2}\d{2} */
+        for (size_t k = s; k + 4 <= e; k++)
+            if (IS_D(p[k + 2]) && IS_D(p[k + 3]) && IS_A(p[k]) && IS_A(p[k + 1]))
+                return 1;
+        return 0;
+    case CK_IPV4: /* \d\.\d */
+        for (size_t k = s + 1; k + 1 < e; k++)
+            if (p[k] == '.' && IS_D(p[k - 1]) && IS_D(p[k + 1]))
+                return 1;
+        return 0;
+    default:
+        break;
+    }
+    if (r->entity == GE_MAC) { /* hh[:-]hh then the same separator; hhhh.hhhh. */
+        for (size_t k = s + 2; k + 3 < e; k++) {
+            unsigned char c = p[k];
+            if ((c == ':' || c == '-') && p[k + 3] == c && IS_H(p[k - 1]) && IS_H(p[k - 2]) &&
+                IS_H(p[k + 1]) && IS_H(p[k + 2]))
+                return 1;
+            if (c == '.' && k >= s + 4 && k + 5 < e && p[k + 5] == '.' && IS_H(p[k - 1]) &&
+                IS_H(p[k - 2]) && IS_H(p[k - 3]) && IS_H(p[k - 4]) && IS_H(p[k + 1]) &&
+                IS_H(p[k + 2]) && IS_H(p[k + 3]) && IS_H(p[k + 4]))
+                return 1;
+        }
+        return 0;
+    }
+    return 1;
+#undef IS_D
+#undef IS_A
+#undef IS_H
+}
+
+/* Whether rule ri can match inside text[s..e): secrets assigned to a name
+ * need an '=' or ':'; a rule with `requires` literals needs one of them
+ * wholly inside (unless their list overflowed). Necessary conditions only,
+ * so a region that fails cannot match and skipping it changes nothing. */
+static int required_in(const pre_t *pr, size_t ri, const char *text, size_t s, size_t e)
+{
+    const ifq_grule_t *r = &ifq_guard_rules[ri];
+    if (r->entity == GE_GENERIC_SECRET || r->entity == GE_AWS_SECRET) {
+        /* name, then one of = := => : */
+        const char *q = text + s;
+        if (!memchr(q, '=', e - s) && !memchr(q, ':', e - s))
+            return 0;
+    } else if (rbits_has(&g_need_colon, ri) && !memchr(text + s, ':', e - s)) {
+        return 0; /* "new instructions:", "System:" */
+    }
+    if (!r->requires || pr->req_over)
+        return 1;
+    for (size_t k = 0; k < pr->req_n; k++)
+        if (pr->req_rule[k] == ri && pr->req_s[k] >= s && pr->req_e[k] <= e)
+            return 1;
+    return 0;
+}
+
 /* Runs one compiled pattern over text[s..e) (lookbehind may see before s).
  * Calls back into the rule logic for each match. */
 static int run_region(ifq_gscan_t *sc, size_t ri, const pcre2_code *code, const char *text,
@@ -668,6 +833,7 @@ static int run_region(ifq_gscan_t *sc, size_t ri, const pcre2_code *code, const 
     const ifq_grule_t *r = &ifq_guard_rules[ri];
     const ifq_gent_cfg_t *cfg = &sc->p->ent[sc->dir][r->entity];
     size_t off = s;
+    sc->region_runs++;
     unsigned iter = 0;
     while (off < e) {
         int rc = pcre2_match(code, (PCRE2_SPTR)text, e, off, 0, sc->md, sc->p->mctx);
@@ -860,6 +1026,8 @@ int ifq_gscan_text(ifq_gscan_t *sc, const char *text, size_t len)
         pre_t pr;
         memset(&pr.trig, 0, sizeof(pr.trig));
         memset(&pr.hit, 0, sizeof(pr.hit));
+        pr.req_n = 0;
+        pr.req_over = 0;
         for (int k = 0; k < W_KINDS; k++) {
             pr.wl[k].n = 0;
             pr.wl[k].all = 0;
@@ -877,14 +1045,17 @@ int ifq_gscan_text(ifq_gscan_t *sc, const char *text, size_t len)
             const ifq_grule_t *r = &ifq_guard_rules[ri];
             const pcre2_code *code = g->code[ri];
             int rc = IFQ_OK;
-            if ((r->regions & RG_LIT) && rbits_has(&pr.trig, ri))
+            unsigned runs0 = sc->region_runs;
+            if ((r->regions & RG_LIT) && rbits_has(&pr.trig, ri) &&
+                required_in(&pr, ri, text, 0, len))
                 rc = run_region(sc, ri, code, text, len, 0, len, &sig[ri]);
             if ((r->regions & RG_LIT) && rbits_has(&pr.hit, ri)) {
                 const ifq_ghits_t *h = &sc->hits[ri];
-                if (h->all)
+                if (h->all && required_in(&pr, ri, text, 0, len))
                     rc = run_region(sc, ri, code, text, len, 0, len, &sig[ri]);
                 for (size_t j = 0; !h->all && j < h->n && rc == IFQ_OK; j++)
-                    rc = run_region(sc, ri, code, text, len, h->s[j], h->e[j], &sig[ri]);
+                    if (required_in(&pr, ri, text, h->s[j], h->e[j]))
+                        rc = run_region(sc, ri, code, text, len, h->s[j], h->e[j], &sig[ri]);
             }
             static const struct {
                 unsigned rg;
@@ -902,13 +1073,14 @@ int ifq_gscan_text(ifq_gscan_t *sc, const char *text, size_t len)
                     if (r->min_digits && l->w[j].weight < (uint32_t)r->min_digits)
                         continue;
                     size_t s = l->w[j].s, e = l->w[j].e;
-                    if (s < e)
+                    if (s < e && window_may_match(r, (const unsigned char *)text, s, e))
                         rc = run_region(sc, ri, code, text, len, s, e, &sig[ri]);
                 }
             }
             if (rc)
                 return rc;
-            if (over_budget(sc))
+            /* a rule that ran no pattern took no time worth a clock read */
+            if (sc->region_runs != runs0 && over_budget(sc))
                 break;
         }
 
