@@ -98,9 +98,15 @@ rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id
     if (!conf)
         return NULL;
     static const char *const defaults[][2] = {
-        {"enable.auto.commit", "false"},   {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
-        {"fetch.wait.max.ms", "50"},       {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "false"},
+        {"fetch.wait.max.ms", "50"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        /* librdkafka prefetches up to 64 MiB per consumer by default; a
+         * worker that stops reading at its in-flight cap needs far less. */
+        {"queued.max.messages.kbytes", "16384"},
     };
     if (conf_set(conf, "group.id", group_id, errstr, errstr_size) < 0)
         goto fail;

@@ -8,8 +8,9 @@
  * sleep anywhere. Requests finish out of order; offsets are committed only
  * up to the highest contiguous finished one per partition (lib/offsets.c),
  * and "finished" means its result (or its failover hand-off) is durably in
- * Kafka. When a deployment has max_inflight requests running, its partitions
- * are paused instead of buffering without bound.
+ * Kafka. When a deployment has max_inflight requests running, its lane
+ * queues are not read until a slot frees, and librdkafka's bounded prefetch
+ * (queued.max.messages.kbytes) keeps memory flat meanwhile.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -123,7 +124,6 @@ typedef struct consumer {
     int nparts;
     unsigned gen;
     int inflight;
-    int paused;
     int assigned_once;
 } consumer_t;
 
@@ -230,8 +230,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_queue_forward(pq, c->lane_q[lane]);
             rd_kafka_queue_destroy(pq);
         }
-        if (c->paused)
-            rd_kafka_pause_partitions(rk, parts);
         c->assigned_once = 1;
         ifq_info("partitions_assigned", "%s: %d partition(s)", c->group, parts->cnt);
     } else {
@@ -981,21 +979,6 @@ static void dead_letter(worker_t *w, job_t *j, const rd_kafka_message_t *m, cons
              why);
 }
 
-static void set_paused(consumer_t *c, int pause)
-{
-    if (c->paused == pause)
-        return;
-    rd_kafka_topic_partition_list_t *a = NULL;
-    if (rd_kafka_assignment(c->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
-        if (pause)
-            rd_kafka_pause_partitions(c->rk, a);
-        else
-            rd_kafka_resume_partitions(c->rk, a);
-        rd_kafka_topic_partition_list_destroy(a);
-    }
-    c->paused = pause;
-}
-
 static void intake(worker_t *w, consumer_t *c)
 {
     enum { BATCH = 256 };
@@ -1004,9 +987,9 @@ static void intake(worker_t *w, consumer_t *c)
     while (n < BATCH && !w->draining) {
         int room = c->inflight + n < c->dep->max_inflight &&
                    atomic_load(&w->inflight_gauge) + n < w->cfg->worker_max_inflight;
-        if (!room)
-            break;
-        rd_kafka_message_t *m = next_message(c);
+        /* Full: only the consumer's own queue (events; a message there was
+         * consumed already and is taken even over the cap). */
+        rd_kafka_message_t *m = room ? next_message(c) : rd_kafka_consume_queue(c->q, 0);
         if (!m)
             break;
         if (m->err) {
@@ -1343,31 +1326,20 @@ int main(int argc, char **argv)
         int all_assigned = 1;
         for (size_t i = 0; i < w.ncons; i++) {
             consumer_t *c = &w.cons[i];
-            /* Serving the queue also runs rebalance callbacks, so it runs
-             * even when paused (an empty poll keeps the group membership). */
-            if (c->paused || w.draining) {
-                rd_kafka_message_t *m = next_message(c);
-                if (m) {
-                    /* Already fetched before the pause took effect: take it
-                     * (while draining, leave it to the next owner). */
-                    if (!m->err && !w.draining) {
-                        job_t *j = job_from_message(&w, c, m);
-                        if (!j->id || !j->custom_id)
-                            dead_letter(&w, j, m, "not a routed inferq request");
-                        else {
-                            c->inflight++;
-                            atomic_fetch_add(&w.inflight_gauge, 1);
-                            dispatch(&w, j);
-                        }
-                    }
-                    rd_kafka_message_destroy(m);
-                }
+            /* At the in-flight cap the lane queues are simply not read:
+             * librdkafka stops fetching at queued.max.messages.kbytes, so
+             * nothing grows without bound, and there is no pause/resume
+             * (a resumed partition waits for the next fetch tick, which
+             * throttled a full worker to ~max_inflight requests a second).
+             * The consumer's own queue is still served, for rebalances and
+             * to keep the group membership alive. */
+            if (w.draining) {
+                rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
+                if (m)
+                    rd_kafka_message_destroy(m); /* left to the next owner */
             } else {
                 intake(&w, c);
             }
-            int full = c->inflight >= c->dep->max_inflight ||
-                       atomic_load(&w.inflight_gauge) >= w.cfg->worker_max_inflight;
-            set_paused(c, full || w.draining);
             all_assigned &= c->assigned_once;
         }
         if (all_assigned)

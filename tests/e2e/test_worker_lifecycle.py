@@ -11,12 +11,15 @@ A worker that dies or is stopped with requests in flight loses nothing:
 - SIGTERM while first attempts fail with a retryable error: the requests
   still get their retries.
 - A fresh worker (no pooled connections) calls the model concurrently.
+- A routed request delivered again after it was answered is skipped by the
+  idempotency check in Redis: no second model call, no second result.
 """
 import time
 
 import pytest
 
-from ifq_e2e import FakeModel, Produce, ReplyCollector, chat, deployment, describe, unique, wait_until
+from ifq_e2e import (FakeModel, Produce, ReplyCollector, chat, deployment, describe, http_get,
+                     unique, wait_until)
 
 GRACE_MS = 10_000
 
@@ -193,5 +196,72 @@ def test_sigterm_grace_expiry_hands_requests_back(gw, fake):
         assert len(unanswered) >= 5, "the requests in flight were answered before the grace ended?"
         gw.start_worker()
         check_complete(replies, ids, timeout=60)
+    finally:
+        replies.close()
+
+
+def test_redelivered_answered_request_is_not_sent_again(gw, fake):
+    """Idempotency: a routed request delivered again after its result was
+    produced (what a rebalance or a restart before the offset commit does)
+    is recognised by its final state in Redis (same custom_id and id) and
+    neither sent to the model again nor answered twice."""
+    import json as _json
+
+    import redis as _redis
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    stop_workers(gw)
+    gw.start_worker()
+    cid = unique("redeliver-")
+    replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
+    try:
+        p = Produce(gw.env.bootstrap)
+        p.send(gw.requests, chat(cid, f"[[fake:key={cid}]] once only"), key=cid)
+        p.flush()
+        first = replies.results([cid], timeout=60)[cid]
+        assert first["inferq"]["status"] == "succeeded", describe(first)
+        rd = _redis.Redis.from_url(gw.env.redis_url, decode_responses=True)
+        wait_until(lambda: rd.hget(f"{gw.prefix}:req:{cid}", "state") == "succeeded", 10,
+                   "the final state in Redis")
+
+        # the routed message, exactly as the broker wrote it
+        topic = gw.topic("model.slow-chat")
+        c = Consumer({"bootstrap.servers": gw.env.bootstrap, "group.id": unique("redeliver-r-"),
+                      "enable.auto.commit": False, "isolation.level": "read_committed"})
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        c.assign([TopicPartition(topic, q, 0) for q in md.partitions])
+        routed = None
+        deadline = time.monotonic() + 30
+        while routed is None and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                if not m.error() and _json.loads(m.value()).get("custom_id") == cid:
+                    routed = m
+        c.close()
+        assert routed is not None, "routed message not found"
+
+        again = Producer({"bootstrap.servers": gw.env.bootstrap})
+        again.produce(topic, value=routed.value(), key=routed.key(), headers=routed.headers(),
+                      partition=routed.partition())
+        assert again.flush(30) == 0
+
+        # the worker consumed it (its duplicates_skipped counter says so) ...
+        w = gw.workers[-1]
+        port = _json.loads(open(w.argv[w.argv.index("--config") + 1]).read())["worker"]["admin_port"]
+
+        def skipped():
+            status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+            for line in body.decode().splitlines():
+                if line.startswith("inferq_worker_duplicates_skipped_total "):
+                    return int(line.split()[1]) >= 1
+            return False
+
+        wait_until(skipped, 30, "the worker to skip the redelivered request")
+        # ... and answered nothing
+        quiet_end = time.monotonic() + 3
+        while time.monotonic() < quiet_end:
+            replies.poll(0.2)
+        assert replies.counts([cid])[cid] == 1, "the redelivered request was answered again"
+        assert fake.stats()["by_key"].get(cid) == 1, \
+            f"the model was called {fake.stats()['by_key'].get(cid)} times"
     finally:
         replies.close()

@@ -67,8 +67,8 @@
 #define FM_MAX_MODELS 64
 #define FM_MODEL_NAME_MAX 128
 #define FM_KEY_MAX 128             /* longest key=K value */
-#define FM_KEY_SLOTS 1024          /* by_key stats table (power of two) */
-#define FM_FAIL_SLOTS 8192         /* fail_first state table (power of two) */
+#define FM_KEY_SLOTS 32768         /* by_key stats table (power of two) */
+#define FM_FAIL_SLOTS 32768        /* fail_first state table (power of two) */
 #define FM_LATENCY_MAX_MS 3600000L /* one hour */
 #define FM_FAIL_FIRST_MAX 1000000L
 #define FM_RETRY_AFTER_MAX 64
