@@ -228,16 +228,8 @@ static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta
             h = rd_kafka_headers_copy(orig);
         else
             h = rd_kafka_headers_new(8);
-        char num[32];
-        rd_kafka_header_add(h, "inferq-error", -1, o->d.reason, -1);
-        rd_kafka_header_add(h, "inferq-error-code", -1, o->d.error_code, -1);
-        rd_kafka_header_add(h, "inferq-source-topic", -1, meta->topic, -1);
-        snprintf(num, sizeof(num), "%d", (int)meta->partition);
-        rd_kafka_header_add(h, "inferq-source-partition", -1, num, -1);
-        snprintf(num, sizeof(num), "%lld", (long long)meta->offset);
-        rd_kafka_header_add(h, "inferq-source-offset", -1, num, -1);
-        snprintf(num, sizeof(num), "%lld", (long long)ifq_now_ms());
-        rd_kafka_header_add(h, "inferq-dlq-ts", -1, num, -1);
+        ifq_kafka_dlq_headers(h, o->d.reason, o->d.error_code, meta->topic, meta->partition,
+                              meta->offset);
         rd_kafka_header_add(h, "inferq-id", -1, o->d.id, -1);
         return h;
     }

@@ -501,12 +501,9 @@ static void parse_alias_object(vctx_t *v, ifq_config_t *cfg, ifq_alias_t *al, js
     al->router = a;
     if (strcmp(st, "cost") == 0) {
         al->strategy = IFQ_STRATEGY_COST;
-        json_t *cx = json_copy(a);
-        json_object_del(cx, "health_aware");
         char why[256];
-        if (ifq_complexity_cfg_parse(cx, &al->cx, why, sizeof(why)) != IFQ_OK)
+        if (ifq_complexity_cfg_parse(a, &al->cx, why, sizeof(why)) != IFQ_OK)
             verr(v, "%s.%s", where, why);
-        json_decref(cx);
         char w[IFQ_MAX_NAME + 32];
         ifq_deployment_t **small = NULL, **large = NULL;
         snprintf(w, sizeof(w), "%s.small", where);

@@ -236,3 +236,18 @@ int ifq_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
     rd_kafka_metadata_destroy(md);
     return 1;
 }
+
+void ifq_kafka_dlq_headers(rd_kafka_headers_t *h, const char *reason, const char *code,
+                           const char *topic, int32_t partition, int64_t offset)
+{
+    char num[32];
+    rd_kafka_header_add(h, "inferq-error", -1, reason, -1);
+    rd_kafka_header_add(h, "inferq-error-code", -1, code, -1);
+    rd_kafka_header_add(h, "inferq-source-topic", -1, topic, -1);
+    snprintf(num, sizeof(num), "%d", (int)partition);
+    rd_kafka_header_add(h, "inferq-source-partition", -1, num, -1);
+    snprintf(num, sizeof(num), "%lld", (long long)offset);
+    rd_kafka_header_add(h, "inferq-source-offset", -1, num, -1);
+    snprintf(num, sizeof(num), "%lld", (long long)ifq_now_ms());
+    rd_kafka_header_add(h, "inferq-dlq-ts", -1, num, -1);
+}

@@ -38,6 +38,11 @@ int ifq_kafka_ensure_topics(rd_kafka_t *rk, const ifq_config_t *cfg, const char 
  * the value length, or -1 when absent or too long. */
 int ifq_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size);
 
+/* Adds the dead-letter headers (docs/wire-contract.md): why, its code,
+ * where the message was read, and when. */
+void ifq_kafka_dlq_headers(rd_kafka_headers_t *h, const char *reason, const char *code,
+                           const char *topic, int32_t partition, int64_t offset);
+
 /* Returns 1 when the broker(s) answer a metadata request within timeout_ms. */
 int ifq_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
 

@@ -173,32 +173,29 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
         ifq_state_queue_cmd(st, 3, c4);
         ifq_state_queue_cmd(st, 3, e4);
     }
-    char in_s[24], out_s[24];
-    snprintf(in_s, sizeof(in_s), "%lld", (long long)in_tok);
-    snprintf(out_s, sizeof(out_s), "%lld", (long long)out_tok);
     snprintf(k, sizeof(k), "%s:usage:%s:team:%s", prefix, day, team);
-    const char *u1[] = {"HINCRBY", k, "requests", "1"};
-    const char *u2[] = {"HINCRBY", k, "input_tokens", in_s};
-    const char *u3[] = {"HINCRBY", k, "output_tokens", out_s};
-    const char *u4[] = {"HINCRBYFLOAT", k, "cost_usd", v};
-    const char *u5[] = {"EXPIRE", k, "3456000"};
-    ifq_state_queue_cmd(st, 4, u1);
-    ifq_state_queue_cmd(st, 4, u2);
-    ifq_state_queue_cmd(st, 4, u3);
-    ifq_state_queue_cmd(st, 4, u4);
-    ifq_state_queue_cmd(st, 3, u5);
+    ifq_usage_add(st, k, in_tok, out_tok, cost);
     /* The per-team x model usage, for `inferq usage`. */
     snprintf(k, sizeof(k), "%s:usage:%s:team:%s:model:%s", prefix, day, team, model);
-    const char *m1[] = {"HINCRBY", k, "requests", "1"};
-    const char *m2[] = {"HINCRBY", k, "input_tokens", in_s};
-    const char *m3[] = {"HINCRBY", k, "output_tokens", out_s};
-    const char *m4[] = {"HINCRBYFLOAT", k, "cost_usd", v};
-    const char *m5[] = {"EXPIRE", k, "3456000"};
-    ifq_state_queue_cmd(st, 4, m1);
-    ifq_state_queue_cmd(st, 4, m2);
-    ifq_state_queue_cmd(st, 4, m3);
-    ifq_state_queue_cmd(st, 4, m4);
-    ifq_state_queue_cmd(st, 3, m5);
+    ifq_usage_add(st, k, in_tok, out_tok, cost);
+}
+
+void ifq_usage_add(ifq_state_t *st, const char *key, int64_t in_tok, int64_t out_tok, double cost)
+{
+    char in_s[24], out_s[24], cost_s[32];
+    snprintf(in_s, sizeof(in_s), "%lld", (long long)in_tok);
+    snprintf(out_s, sizeof(out_s), "%lld", (long long)out_tok);
+    snprintf(cost_s, sizeof(cost_s), "%.9f", cost);
+    const char *c1[] = {"HINCRBY", key, "requests", "1"};
+    const char *c2[] = {"HINCRBY", key, "input_tokens", in_s};
+    const char *c3[] = {"HINCRBY", key, "output_tokens", out_s};
+    const char *c4[] = {"HINCRBYFLOAT", key, "cost_usd", cost_s};
+    const char *c5[] = {"EXPIRE", key, "3456000"}; /* 40 days */
+    ifq_state_queue_cmd(st, 4, c1);
+    ifq_state_queue_cmd(st, 4, c2);
+    ifq_state_queue_cmd(st, 4, c3);
+    ifq_state_queue_cmd(st, 4, c4);
+    ifq_state_queue_cmd(st, 3, c5);
 }
 
 int ifq_cache_key(const ifq_config_t *cfg, const char *team, const json_t *request, char out[65])

@@ -55,6 +55,10 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
                         int64_t minute, int64_t est_tokens, int64_t real_tokens, int64_t in_tok,
                         int64_t out_tok, double cost, int64_t now_ms);
 
+/* Queues one answered request into a usage hash (requests, input_tokens,
+ * output_tokens, cost_usd; kept 40 days). */
+void ifq_usage_add(ifq_state_t *st, const char *key, int64_t in_tok, int64_t out_tok, double cost);
+
 /* The cache key for a request: hex SHA-256 over scope, url, model and the
  * body with its keys sorted. Returns 0, or -1 when the request is not
  * cacheable (non-zero temperature without metadata.cache = "true", n > 1,

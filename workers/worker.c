@@ -372,25 +372,13 @@ static void finish_error(worker_t *w, job_t *j, const char *status, const char *
 static void usage_count(worker_t *w, const char *deployment, json_int_t in_tok, json_int_t out_tok,
                         double cost)
 {
-    char key[IFQ_MAX_TOPIC + 96], day[16], in_s[24], out_s[24], cost_s[32];
+    char key[IFQ_MAX_TOPIC + 96], day[16];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(day, sizeof(day), "%Y-%m-%d", &tm);
     snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", w->cfg->prefix, day, deployment);
-    snprintf(in_s, sizeof(in_s), "%lld", (long long)in_tok);
-    snprintf(out_s, sizeof(out_s), "%lld", (long long)out_tok);
-    snprintf(cost_s, sizeof(cost_s), "%.9f", cost);
-    const char *c1[] = {"HINCRBY", key, "requests", "1"};
-    const char *c2[] = {"HINCRBY", key, "input_tokens", in_s};
-    const char *c3[] = {"HINCRBY", key, "output_tokens", out_s};
-    const char *c4[] = {"HINCRBYFLOAT", key, "cost_usd", cost_s};
-    const char *c5[] = {"EXPIRE", key, "3456000"}; /* 40 days */
-    ifq_state_queue_cmd(w->state, 4, c1);
-    ifq_state_queue_cmd(w->state, 4, c2);
-    ifq_state_queue_cmd(w->state, 4, c3);
-    ifq_state_queue_cmd(w->state, 4, c4);
-    ifq_state_queue_cmd(w->state, 3, c5);
+    ifq_usage_add(w->state, key, in_tok, out_tok, cost);
 }
 
 /* Output guardrails on the model's answer, with the policy the broker chose.
@@ -954,16 +942,7 @@ static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_messag
 static void dead_letter(worker_t *w, job_t *j, const rd_kafka_message_t *m, const char *why)
 {
     rd_kafka_headers_t *h = rd_kafka_headers_new(6);
-    char num[32];
-    rd_kafka_header_add(h, "inferq-error", -1, why, -1);
-    rd_kafka_header_add(h, "inferq-error-code", -1, "undecodable", -1);
-    rd_kafka_header_add(h, "inferq-source-topic", -1, j->topic, -1);
-    snprintf(num, sizeof(num), "%d", (int)j->partition);
-    rd_kafka_header_add(h, "inferq-source-partition", -1, num, -1);
-    snprintf(num, sizeof(num), "%lld", (long long)j->offset);
-    rd_kafka_header_add(h, "inferq-source-offset", -1, num, -1);
-    snprintf(num, sizeof(num), "%lld", (long long)ifq_now_ms());
-    rd_kafka_header_add(h, "inferq-dlq-ts", -1, num, -1);
+    ifq_kafka_dlq_headers(h, why, "undecodable", j->topic, j->partition, j->offset);
     j->phase = JOB_PRODUCING;
     j->final_state = NULL;
     j->custom_id = "";
