@@ -59,98 +59,47 @@ static int content_blocks(const json_t *content, json_t *blocks, int allow_image
     return IFQ_OK;
 }
 
+static json_t *tool_use_block(const char *id, const char *name, json_t *input)
+{
+    return json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", id, "name", name, "input",
+                     input);
+}
+
+static json_t *tool_result_block(const char *id, json_t *text)
+{
+    return json_pack("{s:s, s:s, s:O}", "type", "tool_result", "tool_use_id", id, "content", text);
+}
+
+static const ifq_xlate_dialect_t dialect = {P, content_blocks, tool_use_block, tool_result_block};
+
 /* Translates the conversation; system text goes to *system (a new string or
- * NULL). */
+ * NULL): several system messages become one prompt. */
 static json_t *translate_messages(const json_t *msgs, json_t **system, ifq_upstream_err_t *err)
 {
-    json_t *out = json_array();
+    json_t *texts = NULL;
+    json_t *out = ifq_xlate_turns(&dialect, msgs, &texts, err);
+    *system = NULL;
+    if (!out)
+        return NULL;
     ifq_xlate_buf_t sys = {0};
     size_t i;
-    json_t *m;
-    *system = NULL;
-    json_array_foreach(msgs, i, m)
+    json_t *t;
+    json_array_foreach(texts, i, t)
     {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        json_t *content = json_object_get(m, "content");
-        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
-            json_t *t = ifq_xlate_text(content, P, "system messages", err);
-            if (!t)
-                goto fail;
-            /* Several system messages become one system prompt. */
-            int bad =
-                (sys.len && ifq_xlate_buf_add(&sys, "\n\n", 2) != IFQ_OK) ||
-                ifq_xlate_buf_add(&sys, json_string_value(t), json_string_length(t)) != IFQ_OK;
-            json_decref(t);
-            if (bad) {
-                ifq_xlate_invalid(err, "system prompt too long");
-                goto fail;
-            }
-            continue;
+        if ((sys.len && ifq_xlate_buf_add(&sys, "\n\n", 2) != IFQ_OK) ||
+            ifq_xlate_buf_add(&sys, json_string_value(t), json_string_length(t)) != IFQ_OK) {
+            ifq_xlate_invalid(err, "system prompt too long");
+            ifq_xlate_buf_free(&sys);
+            json_decref(texts);
+            json_decref(out);
+            return NULL;
         }
-        json_t *blocks = json_array();
-        const char *arole = "user";
-        int rc = IFQ_OK;
-        if (strcmp(role, "user") == 0) {
-            rc = content_blocks(content, blocks, 1, err);
-        } else if (strcmp(role, "assistant") == 0) {
-            arole = "assistant";
-            rc = content_blocks(content, blocks, 0, err);
-            size_t k;
-            json_t *call;
-            json_array_foreach(json_object_get(m, "tool_calls"), k, call)
-            {
-                if (rc != IFQ_OK)
-                    break;
-                const char *id, *name;
-                json_t *input = ifq_xlate_tool_call_args(call, &id, &name, err);
-                if (!input) {
-                    rc = IFQ_ERR_INVALID;
-                    break;
-                }
-                json_array_append_new(blocks, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use",
-                                                        "id", id, "name", name, "input", input));
-            }
-        } else if (strcmp(role, "tool") == 0) {
-            const char *id = json_string_value(json_object_get(m, "tool_call_id"));
-            json_t *t = id ? ifq_xlate_text(content, P, "tool results", err) : NULL;
-            if (!id && !t)
-                rc = ifq_xlate_invalid(err,
-                                       "messages[%zu]: a tool message needs "
-                                       "\"tool_call_id\"",
-                                       i);
-            else if (!t)
-                rc = IFQ_ERR_INVALID;
-            else
-                json_array_append_new(blocks, json_pack("{s:s, s:s, s:o}", "type", "tool_result",
-                                                        "tool_use_id", id, "content", t));
-        } else {
-            rc = ifq_xlate_unsupported(err, P ": messages with role \"%.32s\" are not supported",
-                                       role);
-        }
-        if (rc != IFQ_OK) {
-            json_decref(blocks);
-            goto fail;
-        }
-        /* A message left without blocks (empty text) would be rejected. */
-        if (json_array_size(blocks) == 0) {
-            json_decref(blocks);
-            continue;
-        }
-        json_array_append_new(out, json_pack("{s:s, s:o}", "role", arole, "content", blocks));
-    }
-    ifq_xlate_merge_turns(out, "role", "content");
-    if (json_array_size(out) == 0) {
-        ifq_xlate_invalid(err, P ": the request has no user or assistant message with content");
-        goto fail;
     }
     if (sys.len)
         *system = json_stringn(sys.p, sys.len);
     ifq_xlate_buf_free(&sys);
+    json_decref(texts);
     return out;
-fail:
-    ifq_xlate_buf_free(&sys);
-    json_decref(out);
-    return NULL;
 }
 
 static int translate_tools(const json_t *body, json_t *req, ifq_upstream_err_t *err)

@@ -77,91 +77,43 @@ static int content_blocks(const json_t *content, json_t *blocks, int allow_image
     return IFQ_OK;
 }
 
+static json_t *tool_use_block(const char *id, const char *name, json_t *input)
+{
+    return json_pack("{s:{s:s, s:s, s:o}}", "toolUse", "toolUseId", id, "name", name, "input",
+                     input);
+}
+
+static json_t *tool_result_block(const char *id, json_t *text)
+{
+    return json_pack("{s:{s:s, s:[{s:O}]}}", "toolResult", "toolUseId", id, "content", "text",
+                     text);
+}
+
+static const ifq_xlate_dialect_t dialect = {P, content_blocks, tool_use_block, tool_result_block};
+
+/* Translates the conversation; system texts go to *system as Converse's
+ * [{"text": ...}] (NULL when there are none). */
 static json_t *translate_messages(const json_t *msgs, json_t **system, ifq_upstream_err_t *err)
 {
-    json_t *out = json_array(), *sys = json_array();
-    size_t i;
-    json_t *m;
+    json_t *texts = NULL;
+    json_t *out = ifq_xlate_turns(&dialect, msgs, &texts, err);
     *system = NULL;
-    json_array_foreach(msgs, i, m)
+    if (!out)
+        return NULL;
+    json_t *sys = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(texts, i, t)
     {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        json_t *content = json_object_get(m, "content");
-        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
-            json_t *t = ifq_xlate_text(content, P, "system messages", err);
-            if (!t)
-                goto fail;
-            if (json_string_length(t) > 0)
-                json_array_append_new(sys, json_pack("{s:o}", "text", t));
-            else
-                json_decref(t);
-            continue;
-        }
-        json_t *blocks = json_array();
-        const char *brole = "user";
-        int rc = IFQ_OK;
-        if (strcmp(role, "user") == 0) {
-            rc = content_blocks(content, blocks, 1, err);
-        } else if (strcmp(role, "assistant") == 0) {
-            brole = "assistant";
-            rc = content_blocks(content, blocks, 0, err);
-            size_t k;
-            json_t *call;
-            json_array_foreach(json_object_get(m, "tool_calls"), k, call)
-            {
-                if (rc != IFQ_OK)
-                    break;
-                const char *id, *name;
-                json_t *input = ifq_xlate_tool_call_args(call, &id, &name, err);
-                if (!input) {
-                    rc = IFQ_ERR_INVALID;
-                    break;
-                }
-                json_array_append_new(blocks,
-                                      json_pack("{s:{s:s, s:s, s:o}}", "toolUse", "toolUseId", id,
-                                                "name", name, "input", input));
-            }
-        } else if (strcmp(role, "tool") == 0) {
-            const char *id = json_string_value(json_object_get(m, "tool_call_id"));
-            json_t *t = NULL;
-            if (!id)
-                rc = ifq_xlate_invalid(err,
-                                       "messages[%zu]: a tool message needs "
-                                       "\"tool_call_id\"",
-                                       i);
-            else if (!(t = ifq_xlate_text(content, P, "tool results", err)))
-                rc = IFQ_ERR_INVALID;
-            else
-                json_array_append_new(blocks, json_pack("{s:{s:s, s:[{s:O}]}}", "toolResult",
-                                                        "toolUseId", id, "content", "text", t));
-            json_decref(t);
-        } else {
-            rc = ifq_xlate_unsupported(err, P ": messages with role \"%.32s\" are not supported",
-                                       role);
-        }
-        if (rc != IFQ_OK) {
-            json_decref(blocks);
-            goto fail;
-        }
-        if (json_array_size(blocks) == 0) {
-            json_decref(blocks);
-            continue;
-        }
-        json_array_append_new(out, json_pack("{s:s, s:o}", "role", brole, "content", blocks));
+        if (json_string_length(t) > 0)
+            json_array_append_new(sys, json_pack("{s:O}", "text", t));
     }
-    ifq_xlate_merge_turns(out, "role", "content");
-    if (json_array_size(out) == 0) {
-        ifq_xlate_invalid(err, P ": the request has no user or assistant message with content");
-        goto fail;
-    }
+    json_decref(texts);
     if (json_array_size(sys) > 0)
-        *system = json_incref(sys);
-    json_decref(sys);
+        *system = sys;
+    else
+        json_decref(sys);
     return out;
-fail:
-    json_decref(sys);
-    json_decref(out);
-    return NULL;
 }
 
 static int translate_tools(const json_t *body, json_t *req, ifq_upstream_err_t *err)

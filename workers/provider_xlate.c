@@ -642,3 +642,85 @@ json_int_t ifq_xlate_int(const json_t *obj, const char *key)
     json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
     return n > 0 ? n : 0;
 }
+
+json_t *ifq_xlate_turns(const ifq_xlate_dialect_t *d, const json_t *msgs, json_t **system,
+                        ifq_upstream_err_t *err)
+{
+    json_t *out = json_array(), *sys = json_array();
+    size_t i;
+    json_t *m;
+    *system = NULL;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = json_object_get(m, "content");
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            json_t *t = ifq_xlate_text(content, d->provider, "system messages", err);
+            if (!t)
+                goto fail;
+            json_array_append_new(sys, t);
+            continue;
+        }
+        json_t *blocks = json_array();
+        const char *trole = "user";
+        int rc = IFQ_OK;
+        if (strcmp(role, "user") == 0) {
+            rc = d->content(content, blocks, 1, err);
+        } else if (strcmp(role, "assistant") == 0) {
+            trole = "assistant";
+            rc = d->content(content, blocks, 0, err);
+            size_t k;
+            json_t *call;
+            json_array_foreach(json_object_get(m, "tool_calls"), k, call)
+            {
+                if (rc != IFQ_OK)
+                    break;
+                const char *id, *name;
+                json_t *input = ifq_xlate_tool_call_args(call, &id, &name, err);
+                if (!input) {
+                    rc = IFQ_ERR_INVALID;
+                    break;
+                }
+                json_array_append_new(blocks, d->tool_use(id, name, input));
+            }
+        } else if (strcmp(role, "tool") == 0) {
+            const char *id = json_string_value(json_object_get(m, "tool_call_id"));
+            json_t *t = NULL;
+            if (!id)
+                rc = ifq_xlate_invalid(err,
+                                       "messages[%zu]: a tool message needs "
+                                       "\"tool_call_id\"",
+                                       i);
+            else if (!(t = ifq_xlate_text(content, d->provider, "tool results", err)))
+                rc = IFQ_ERR_INVALID;
+            else
+                json_array_append_new(blocks, d->tool_result(id, t));
+            json_decref(t);
+        } else {
+            rc = ifq_xlate_unsupported(err, "%s: messages with role \"%.32s\" are not supported",
+                                       d->provider, role);
+        }
+        if (rc != IFQ_OK) {
+            json_decref(blocks);
+            goto fail;
+        }
+        /* A turn left without blocks (empty text) would be rejected. */
+        if (json_array_size(blocks) == 0) {
+            json_decref(blocks);
+            continue;
+        }
+        json_array_append_new(out, json_pack("{s:s, s:o}", "role", trole, "content", blocks));
+    }
+    ifq_xlate_merge_turns(out, "role", "content");
+    if (json_array_size(out) == 0) {
+        ifq_xlate_invalid(err, "%s: the request has no user or assistant message with content",
+                          d->provider);
+        goto fail;
+    }
+    *system = sys;
+    return out;
+fail:
+    json_decref(sys);
+    json_decref(out);
+    return NULL;
+}

@@ -198,4 +198,25 @@ json_t *ifq_xlate_response(ifq_url_kind_t kind, const char *id, const char *mode
 /* A non-negative integer member, 0 when absent or another type. */
 json_int_t ifq_xlate_int(const json_t *obj, const char *key);
 
+/* The conversation walk shared by the block-based dialects (Anthropic
+ * Messages, Bedrock Converse): system and developer messages are collected
+ * as texts, user/assistant/tool messages become turns of provider blocks
+ * built by the dialect's callbacks, empty turns are dropped and adjacent
+ * same-role turns merged. */
+typedef struct {
+    const char *provider; /* for error messages */
+    /* Appends the blocks of a message's content; allow_images for users. */
+    int (*content)(const json_t *content, json_t *blocks, int allow_images,
+                   ifq_upstream_err_t *err);
+    /* A tool call of the assistant (input is stolen). */
+    json_t *(*tool_use)(const char *id, const char *name, json_t *input);
+    /* A tool message's result (text borrowed). */
+    json_t *(*tool_result)(const char *id, json_t *text);
+} ifq_xlate_dialect_t;
+
+/* Returns the turns (caller owns) and the system texts in *system (a new
+ * array of strings, possibly empty), or NULL with err filled. */
+json_t *ifq_xlate_turns(const ifq_xlate_dialect_t *d, const json_t *msgs, json_t **system,
+                        ifq_upstream_err_t *err);
+
 #endif
