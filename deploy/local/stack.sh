@@ -15,7 +15,9 @@
 # Environment: INFERQ_BUILD_DIR (default build; binaries in $INFERQ_BUILD_DIR/bin),
 # INFERQ_STACK_TIMEOUT (seconds to wait for each component, default 90),
 # INFERQ_KAFKA_JAVA_OPTS (extra JVM options for the real broker),
-# INFERQ_FAKE_API_KEY (key given to the worker for the fake model).
+# INFERQ_FAKE_API_KEY (key given to the worker for the fake model),
+# INFERQ_STACK_PORT_OFFSET (added to every port below, so that two checkouts
+# can run stacks side by side; the config is then rewritten into .run/).
 #
 # Ports: Kafka 19092 (KRaft controller 19093), Redis 16379, fake model 18080,
 # broker admin 18081, worker admin 18082 (the admin ports come from the config).
@@ -34,10 +36,12 @@ BIN="$BUILD_DIR/bin"
 KAFKA_LIB="$ROOT/deploy/kafka/.cache/lib"
 
 HOST=127.0.0.1
-KAFKA_PORT=19092
-CONTROLLER_PORT=19093
-REDIS_PORT=16379
-FAKE_PORT=18080
+PORT_OFFSET="${INFERQ_STACK_PORT_OFFSET:-0}"
+[[ "$PORT_OFFSET" =~ ^[0-9]+$ ]] || { echo "stack: INFERQ_STACK_PORT_OFFSET must be a number" >&2; exit 2; }
+KAFKA_PORT=$((19092 + PORT_OFFSET))
+CONTROLLER_PORT=$((19093 + PORT_OFFSET))
+REDIS_PORT=$((16379 + PORT_OFFSET))
+FAKE_PORT=$((18080 + PORT_OFFSET))
 TIMEOUT="${INFERQ_STACK_TIMEOUT:-90}"
 FAKE_API_KEY="${INFERQ_FAKE_API_KEY:-sk-inferq-local-fake}"
 COMPONENTS=(kafka redis fake-model broker worker)
@@ -68,6 +72,16 @@ while [[ $# -gt 0 ]]; do
 done
 case "$kafka_mode" in ""|real|embedded) ;; *) die "--kafka must be real or embedded" ;; esac
 [[ "$config" == /* ]] || config="$PWD/$config"
+# With a port offset, the stack runs on a copy of the config whose loopback
+# ports (Kafka, Redis, fake model, admin) are shifted by the same offset.
+if [[ "$PORT_OFFSET" -ne 0 && "$cmd" == up && -f "$config" ]]; then
+  mkdir -p "$RUN"
+  sed -E "s/127\.0\.0\.1:(19092|16379|18080)/127.0.0.1:\1+$PORT_OFFSET/g; s/(admin_port:[[:space:]]*)(1808[12])/\1\2+$PORT_OFFSET/" \
+    "$config" | perl -pe 's/(\d+)\+(\d+)/$1+$2/ge' > "$RUN/inferq.offset.yaml"
+  config="$RUN/inferq.offset.yaml"
+elif [[ "$PORT_OFFSET" -ne 0 && -f "$RUN/inferq.offset.yaml" ]]; then
+  config="$RUN/inferq.offset.yaml"
+fi
 
 # ------------------------------------------------------------ config (YAML) --
 # Minimal readers for the two-level keys the stack needs (section: / key: value).
