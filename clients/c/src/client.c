@@ -309,7 +309,10 @@ static rd_kafka_conf_t *kafka_conf(const inferq_config_t *cfg, char *errstr, siz
         if (rd_kafka_conf_set(conf, cfg->prop_keys[i], cfg->prop_vals[i], why, sizeof(why)) !=
             RD_KAFKA_CONF_OK) {
             /* never echo the value: it may be a password */
-            ifqc_errf(errstr, errstr_size, "kafka.%s: %s", cfg->prop_keys[i], why);
+            ifqc_errf(errstr, errstr_size, "kafka.%s: %s", cfg->prop_keys[i],
+                      *cfg->prop_vals[i] && strstr(why, cfg->prop_vals[i])
+                          ? "librdkafka refused the value"
+                          : why);
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
