@@ -167,6 +167,29 @@ def test_two_clients_share_a_reply_topic_and_see_only_their_own(gw):
         assert set(res) == {f"{p}-{i}" for i in range(60)}, "results of the other client leaked"
 
 
+def test_a_request_kafka_refuses_comes_back_as_a_delivery_failed_result(gw):
+    # ".." is a topic name Kafka refuses; the producer-only property must not
+    # reach (and warn on) the consumer.
+    cid = unique("c-undelivered-")
+    rc, out, err = example(gw, "submit_await", "-X", "requests.topic=..",
+                           "-X", "kafka.producer.message.timeout.ms=30000", "-i", cid,
+                           "-t", TIMEOUT_MS, "hi")
+    assert rc == 1, f"exit {rc}\nstdout: {out}\nstderr: {err}"
+    res = json.loads(out)
+    assert res["custom_id"] == cid
+    assert res["response"] is None
+    assert res["error"]["code"] == "delivery_failed", describe(res)
+    assert res["inferq"]["status"] == "failed"
+    assert "CONFWARN" not in err, err
+
+
+def test_a_request_over_the_producer_limit_is_refused_at_submit(gw):
+    rc, out, err = example(gw, "submit_await", "-X", "kafka.producer.message.max.bytes=1000",
+                           "-t", TIMEOUT_MS, "x" * 3000)
+    assert rc == 2, f"exit {rc}\nstdout: {out}\nstderr: {err}"
+    assert "larger than the producer's message.max.bytes" in err
+
+
 def test_the_private_reply_topic_is_deleted_when_the_client_ends(gw):
     # Every earlier test made (and should have deleted) its own private topic.
     cid = unique("c-topic-")

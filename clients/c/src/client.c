@@ -51,6 +51,8 @@ const char *inferq_strerror(int err)
         return "too many pending requests (max.pending)";
     case INFERQ_ERR_CLOSED:
         return "the client is closing";
+    case INFERQ_ERR_TOOBIG:
+        return "the request is larger than the producer's message.max.bytes";
     default:
         return "unknown error";
     }
@@ -75,9 +77,19 @@ struct inferq_config {
     int submit_timeout_ms;
     int setup_timeout_ms;
     size_t nprops;
-    char *prop_keys[MAX_KAFKA_PROPS];
+    char *prop_keys[MAX_KAFKA_PROPS]; /* "producer.", "consumer." or "" + the property */
     char *prop_vals[MAX_KAFKA_PROPS];
 };
+
+/* The librdkafka property a stored key means for a handle of this kind
+ * ("producer" / "consumer"), or NULL when the key is scoped to the other. */
+static const char *prop_for(const char *stored, const char *kind)
+{
+    size_t n = strlen(kind);
+    if (strncmp(stored, "producer.", 9) == 0 || strncmp(stored, "consumer.", 9) == 0)
+        return strncmp(stored, kind, n) == 0 ? stored + n + 1 : NULL;
+    return stored;
+}
 
 inferq_config_t *inferq_config_new(void)
 {
@@ -268,6 +280,10 @@ struct inferq_client {
     void *result_opaque;
 };
 
+/* Set on a client's delivery thread to that client: the one thread on which
+ * a full producer queue cannot be waited out. */
+static _Thread_local inferq_client_t *on_delivery_thread;
+
 /* What rides along with each produced message to its delivery report. */
 typedef struct {
     inferq_delivery_cb cb;
@@ -295,7 +311,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(ctx);
 }
 
-static rd_kafka_conf_t *kafka_conf(const inferq_config_t *cfg, char *errstr, size_t errstr_size)
+static rd_kafka_conf_t *kafka_conf(const inferq_config_t *cfg, const char *kind, char *errstr,
+                                   size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char why[512];
@@ -306,8 +323,9 @@ static rd_kafka_conf_t *kafka_conf(const inferq_config_t *cfg, char *errstr, siz
         return NULL;
     }
     for (size_t i = 0; i < cfg->nprops; i++) {
-        if (rd_kafka_conf_set(conf, cfg->prop_keys[i], cfg->prop_vals[i], why, sizeof(why)) !=
-            RD_KAFKA_CONF_OK) {
+        const char *prop = prop_for(cfg->prop_keys[i], kind);
+        if (prop && rd_kafka_conf_set(conf, prop, cfg->prop_vals[i], why, sizeof(why)) !=
+                        RD_KAFKA_CONF_OK) {
             /* never echo the value: it may be a password */
             ifqc_errf(errstr, errstr_size, "kafka.%s: %s", cfg->prop_keys[i],
                       *cfg->prop_vals[i] && strstr(why, cfg->prop_vals[i])
@@ -339,7 +357,7 @@ static int random_hex(char *out, size_t nbytes)
 static rd_kafka_t *make_producer(inferq_client_t *c, const inferq_config_t *cfg, char *errstr,
                                  size_t errstr_size)
 {
-    rd_kafka_conf_t *conf = kafka_conf(cfg, errstr, errstr_size);
+    rd_kafka_conf_t *conf = kafka_conf(cfg, "producer", errstr, errstr_size);
     if (!conf)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
@@ -356,7 +374,7 @@ static rd_kafka_t *make_producer(inferq_client_t *c, const inferq_config_t *cfg,
 static rd_kafka_t *make_consumer(const inferq_config_t *cfg, const char *group, char *errstr,
                                  size_t errstr_size)
 {
-    rd_kafka_conf_t *conf = kafka_conf(cfg, errstr, errstr_size);
+    rd_kafka_conf_t *conf = kafka_conf(cfg, "consumer", errstr, errstr_size);
     if (!conf)
         return NULL;
     char why[512];
@@ -516,6 +534,7 @@ static void *reply_main(void *arg)
 static void *delivery_main(void *arg)
 {
     inferq_client_t *c = arg;
+    on_delivery_thread = c;
     while (!atomic_load(&c->stop))
         rd_kafka_poll(c->producer, 100);
     return NULL;
@@ -679,8 +698,13 @@ static int produce(inferq_client_t *c, const char *cid, void *val, size_t len, d
         if (!err)
             return INFERQ_OK; /* val and h now belong to librdkafka */
         rd_kafka_headers_destroy(h);
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            return INFERQ_ERR_TOOBIG;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return INFERQ_ERR_KAFKA;
+        /* Only the delivery thread frees queue space: it cannot wait for itself. */
+        if (on_delivery_thread == c)
+            return INFERQ_ERR_FULL;
         if (mono_ms() >= deadline)
             return INFERQ_ERR_TIMEOUT;
         /* The delivery thread drains the queue; retry shortly. */

@@ -53,6 +53,7 @@ typedef enum {
     INFERQ_ERR_NOTFOUND = -6,  /* no pending request with this custom_id to await */
     INFERQ_ERR_FULL = -7,      /* max.pending requests are already pending */
     INFERQ_ERR_CLOSED = -8,    /* the client is being destroyed */
+    INFERQ_ERR_TOOBIG = -9,    /* the encoded request exceeds kafka.message.max.bytes */
 } inferq_err_t;
 
 /* A static English sentence for an inferq_err_t. */
@@ -99,7 +100,10 @@ INFERQ_API void inferq_config_destroy(inferq_config_t *cfg);
  *                       kafka.sasl.mechanism, kafka.sasl.username,
  *                       kafka.sasl.password, kafka.ssl.ca.location, ...
  *                       (checked by librdkafka in inferq_client_new()).
- *                       Values are never logged.
+ *                       Values are never logged or put in errstr.
+ *   kafka.producer.<p>, kafka.consumer.<p>
+ *                       a librdkafka property for only the producer (e.g.
+ *                       kafka.producer.linger.ms) or only the consumer
  */
 INFERQ_API int inferq_config_set(inferq_config_t *cfg, const char *key, const char *value,
                                  char *errstr, size_t errstr_size);
@@ -251,8 +255,10 @@ typedef void (*inferq_delivery_cb)(const char *custom_id, int err, const char *e
 /*
  * Called with each result of a request submitted while this callback was set.
  * The callback owns res and must inferq_result_free() it (possibly later, on
- * another thread). Runs on the client's background thread: keep it short;
- * it may call inferq_submit().
+ * another thread). Runs on a background thread of the client (the reply
+ * thread; the delivery thread for "delivery_failed" results): keep it short.
+ * It may call inferq_submit(), never inferq_await() (the reply thread would
+ * wait for itself).
  */
 typedef void (*inferq_result_cb)(inferq_result_t *res, void *opaque);
 
@@ -265,11 +271,14 @@ INFERQ_API void inferq_on_result(inferq_client_t *client, inferq_result_cb cb, v
  * Sends req asynchronously; req is only read (the caller still owns it and
  * may destroy it right away). reply_to is set to the client's reply topic;
  * the Kafka key is the custom_id. Blocks only while the producer queue is
- * full, up to submit.timeout.ms. Returns INFERQ_OK (then on_delivery, when
- * not NULL, is called exactly once, with opaque), or an error and neither
+ * full, up to submit.timeout.ms (inside a delivery callback it does not
+ * wait: INFERQ_ERR_FULL). Returns INFERQ_OK (then on_delivery, when not
+ * NULL, is called exactly once, with opaque, and exactly one result follows:
+ * the gateway's, or a "delivery_failed" one), or an error and neither
  * callback is ever called for it: INFERQ_ERR_DUPLICATE (custom_id pending),
  * INFERQ_ERR_FULL, INFERQ_ERR_TIMEOUT, INFERQ_ERR_INVALID (cannot be
- * encoded), INFERQ_ERR_KAFKA, INFERQ_ERR_CLOSED. Thread-safe.
+ * encoded, e.g. a field Avro cannot carry), INFERQ_ERR_TOOBIG,
+ * INFERQ_ERR_KAFKA, INFERQ_ERR_CLOSED. Thread-safe.
  */
 INFERQ_API int inferq_submit(inferq_client_t *client, const inferq_request_t *req,
                              inferq_delivery_cb on_delivery, void *opaque);
