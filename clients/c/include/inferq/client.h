@@ -247,7 +247,8 @@ INFERQ_API size_t inferq_client_pending(inferq_client_t *client);
  * Called once per submitted request when Kafka has stored it (err ==
  * INFERQ_OK) or given up (err == INFERQ_ERR_KAFKA, errmsg says why; the
  * request's result is then a "delivery_failed" one). custom_id and errmsg are
- * borrowed for the call. Runs on the client's background thread.
+ * borrowed for the call. Runs on the client's delivery thread (or inside
+ * inferq_client_destroy() while it flushes).
  */
 typedef void (*inferq_delivery_cb)(const char *custom_id, int err, const char *errmsg,
                                    void *opaque);
