@@ -270,6 +270,7 @@ struct inferq_client {
     char requests_topic[IFQC_MAX_TOPIC + 1];
     char reply_topic[IFQC_MAX_TOPIC + 1];
     int private_reply;
+    int reply_created; /* this client created the private reply topic */
     int reply_delete;
     int submit_timeout_ms;
     pthread_t reply_thread, delivery_thread;
@@ -564,9 +565,13 @@ static int client_setup(inferq_client_t *c, const inferq_config_t *cfg, char *er
         !(c->consumer = make_consumer(cfg, group, errstr, errstr_size)))
         return INFERQ_ERR_KAFKA;
     int rc;
-    if (c->private_reply && (rc = admin_topic(c->producer, c->reply_topic, 1, cfg->reply_partitions,
-                                              cfg->setup_timeout_ms, errstr, errstr_size)))
-        return rc;
+    if (c->private_reply) {
+        rc = admin_topic(c->producer, c->reply_topic, 1, cfg->reply_partitions,
+                         cfg->setup_timeout_ms, errstr, errstr_size);
+        if (rc)
+            return rc;
+        c->reply_created = 1;
+    }
     if ((rc = assign_reply_topic(c, cfg->setup_timeout_ms, errstr, errstr_size)))
         return rc;
     if (pthread_create(&c->reply_thread, NULL, reply_main, c))
@@ -601,7 +606,8 @@ static void client_free(inferq_client_t *c, int flush_timeout_ms)
         rd_kafka_destroy(c->consumer);
     }
     if (c->producer) {
-        if (c->private_reply && c->reply_delete && c->threads_started)
+        /* a client that failed to start always removes what it created */
+        if (c->reply_created && (c->reply_delete || !c->threads_started))
             admin_topic(c->producer, c->reply_topic, 0, 0, 10000, NULL, 0);
         rd_kafka_destroy(c->producer);
     }
