@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define ADMIN_METRICS_MAX (256 * 1024)
+#define ADMIN_MAX_CONNECTIONS 32
 
 struct ifq_admin {
     struct MHD_Daemon *d;
@@ -92,9 +93,13 @@ ifq_admin_t *ifq_admin_start(int port, const ifq_admin_handlers_t *h, char *errs
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,
-                            NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    /* A thread per connection (at most ADMIN_MAX_CONNECTIONS): a slow
+     * route (the dashboard reading a trace from Kafka) must not hold up
+     * /readyz or /metrics. */
+    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                            (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)ADMIN_MAX_CONNECTIONS, MHD_OPTION_END);
     if (!a->d) {
         snprintf(errstr, errstr_size, "admin endpoint: cannot listen on 127.0.0.1:%d", port);
         if (h->route_free)

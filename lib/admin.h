@@ -4,8 +4,9 @@
  * work assigned), GET /metrics (Prometheus text), GET /v1/models (the
  * catalog a team may use, OpenAI's list shape), and any other GET path a
  * program serves through the generic `route` callback (the broker's
- * dashboard). Handlers run on the server's thread, so the callbacks must
- * only read thread-safe state.
+ * dashboard). Handlers run on the server's threads (one per connection, at
+ * most 32 at once), so the callbacks may run concurrently with each other
+ * and with the program: they must only read thread-safe state.
  */
 #ifndef IFQ_ADMIN_H
 #define IFQ_ADMIN_H
@@ -39,8 +40,8 @@ typedef struct {
     char *(*models)(void *opaque, const char *team, int *status);
     void *opaque;
     /* Any other GET path (without the query string): returns 1 and fills
-     * *resp when it serves path, 0 for a 404. May be NULL. Called on the
-     * server's thread with route_opaque. */
+     * *resp when it serves path, 0 for a 404. May be NULL. Called on a
+     * server thread with route_opaque (possibly on several at once). */
     int (*route)(void *route_opaque, const char *path, const ifq_admin_req_t *req,
                  ifq_admin_resp_t *resp);
     void *route_opaque;
