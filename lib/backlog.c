@@ -14,9 +14,22 @@
 #include "envelope.h"
 #include "kafka.h"
 
+#define BACKLOG_MEMO 512
+#define BACKLOG_PROBE_MS 1000
+
+/* What a probe found at (topic, partition, offset): a transaction marker. */
+typedef struct {
+    uint64_t topic_hash;
+    int32_t partition;
+    int64_t offset;
+} marker_t;
+
 struct ifq_backlog {
     const ifq_config_t *cfg;
     rd_kafka_t *rk;
+    rd_kafka_t *probe; /* read_committed, partition EOF on; created on first use */
+    marker_t memo[BACKLOG_MEMO];
+    size_t nmemo;
     pthread_mutex_t mu;
     json_t *cached;
     int64_t cached_at; /* monotonic ms */
@@ -47,6 +60,10 @@ void ifq_backlog_destroy(ifq_backlog_t *b)
     if (!b)
         return;
     rd_kafka_destroy(b->rk);
+    if (b->probe) {
+        rd_kafka_consumer_close(b->probe);
+        rd_kafka_destroy(b->probe);
+    }
     json_decref(b->cached);
     pthread_mutex_destroy(&b->mu);
     free(b);
@@ -100,6 +117,62 @@ static const struct rd_kafka_metadata_topic *md_topic(const struct rd_kafka_meta
     return NULL;
 }
 
+/* 1 when the one offset between a group's commit and the high watermark
+ * is a transaction marker, not a message. Producers with transactions (the
+ * broker's default) end each transaction with a control record, and a
+ * consumer commits the offset after its last message, so an idle
+ * partition looks one behind. A read_committed fetch at that offset tells:
+ * a message, or the end of the partition. Verdicts are remembered. */
+static int is_marker(ifq_backlog_t *b, const char *topic, int32_t partition, int64_t offset)
+{
+    uint64_t th = ifq_fnv1a64(topic, strlen(topic), 0);
+    for (size_t i = 0; i < b->nmemo; i++)
+        if (b->memo[i].topic_hash == th && b->memo[i].partition == partition &&
+            b->memo[i].offset == offset)
+            return 1;
+    if (!b->probe) {
+        ifq_config_t c = *b->cfg;
+        c.kafka_props = b->cfg->kafka_props ? json_deep_copy(b->cfg->kafka_props) : json_object();
+        json_object_set_new(c.kafka_props, "enable.partition.eof", json_true());
+        json_object_set_new(c.kafka_props, "isolation.level", json_string("read_committed"));
+        char group[64], errstr[256];
+        snprintf(group, sizeof(group), "inferq-backlog-probe-%d", (int)getpid());
+        b->probe = ifq_kafka_consumer_new(&c, group, NULL, NULL, errstr, sizeof(errstr));
+        json_decref(c.kafka_props);
+        if (!b->probe)
+            return 0;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    int verdict = -1;
+    if (rd_kafka_assign(b->probe, l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        int64_t deadline = ifq_mono_ms() + BACKLOG_PROBE_MS;
+        while (verdict < 0 && ifq_mono_ms() < deadline) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(b->probe, 100);
+            if (!m)
+                continue;
+            if (m->partition == partition && rd_kafka_topic_name(m->rkt) &&
+                strcmp(rd_kafka_topic_name(m->rkt), topic) == 0) {
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    verdict = 1;
+                else if (!m->err)
+                    verdict = 0;
+            }
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_assign(b->probe, NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    if (verdict == 1) {
+        marker_t *mk =
+            &b->memo[b->nmemo < BACKLOG_MEMO ? b->nmemo++ : (size_t)offset % BACKLOG_MEMO];
+        mk->topic_hash = th;
+        mk->partition = partition;
+        mk->offset = offset;
+    }
+    return verdict == 1;
+}
+
 /* The lag of one deployment's group over its lane topics. */
 static json_t *deployment_lag(ifq_backlog_t *b, const struct rd_kafka_metadata *md,
                               const ifq_deployment_t *dep, int timeout_ms)
@@ -134,6 +207,9 @@ static json_t *deployment_lag(ifq_backlog_t *b, const struct rd_kafka_metadata *
                 from = tp->offset > lo ? tp->offset : lo;
                 have_commit = 1;
             }
+            if (hi == from + 1 && tp && tp->offset == from &&
+                is_marker(b, topic, t->partitions[p].id, from))
+                continue;
             if (hi > from)
                 lag += hi - from;
         }
