@@ -86,16 +86,22 @@ static ifq_state_t *dash_state(dash_t *d)
     return d->st;
 }
 
-/* Sends what was queued on d->st; on failure drops the connection so the
- * next call reconnects. Called with mu held. */
+/* Drops the Redis connection after a failure; the next use reconnects,
+ * at most every DASH_RETRY_MS. Called with mu held. */
+static void dash_drop(dash_t *d)
+{
+    ifq_state_destroy(d->st); /* tells queued callbacks "not sent" */
+    d->st = NULL;
+    d->st_retry_at = ifq_mono_ms() + DASH_RETRY_MS;
+}
+
+/* Sends what was queued on d->st. Called with mu held. */
 static int dash_flush(dash_t *d)
 {
     char errstr[256];
     if (ifq_state_flush(d->st, errstr, sizeof(errstr)) == IFQ_OK)
         return 0;
-    ifq_state_destroy(d->st); /* tells the queued callbacks "not sent" */
-    d->st = NULL;
-    d->st_retry_at = ifq_mono_ms() + DASH_RETRY_MS;
+    dash_drop(d);
     return -1;
 }
 
@@ -271,8 +277,12 @@ static json_t *api_backlog(dash_t *d)
 static json_t *api_health(dash_t *d)
 {
     ifq_state_t *st = dash_state(d);
-    if (!st || ifq_state_read_health(st, d->cfg, &d->health) != IFQ_OK)
+    if (!st)
         return error_obj("redis unreachable");
+    if (ifq_state_read_health(st, d->cfg, &d->health) != IFQ_OK) {
+        dash_drop(d);
+        return error_obj("redis unreachable");
+    }
     static const char *const circuits[] = {"closed", "open", "half_open"};
     json_t *arr = json_array();
     for (size_t i = 0; i < d->cfg->n_deployments; i++) {
@@ -437,10 +447,8 @@ static int api_request(dash_t *d, const char *custom_id, ifq_admin_resp_t *resp)
     ifq_state_t *st = dash_state(d);
     int err = IFQ_ERR_IO;
     json_t *state = st ? ifq_state_get(st, custom_id, &err) : NULL;
-    if (!state && err == IFQ_ERR_IO && d->st) {
-        ifq_state_destroy(d->st);
-        d->st = NULL;
-    }
+    if (!state && err == IFQ_ERR_IO && d->st)
+        dash_drop(d);
     pthread_mutex_unlock(&d->mu);
     if (!state)
         return json_resp(resp, err == IFQ_ERR_NOTFOUND ? 404 : 503,
