@@ -219,6 +219,8 @@ static json_t *api_throughput(dash_t *d, int window_s, int step_s)
     int64_t now_s = ifq_now_ms() / 1000;
     int64_t first = now_s - window_s + 1;
     json_t **slots = calloc((size_t)window_s, sizeof(*slots));
+    if (!slots)
+        return error_obj("out of memory");
     for (int i = 0; i < window_s; i++) {
         char key[IFQ_MAX_TOPIC + 48];
         snprintf(key, sizeof(key), "%s:stats:%lld", d->cfg->prefix, (long long)(first + i));
@@ -318,6 +320,8 @@ static json_t *api_spend(dash_t *d)
     strftime(day, sizeof(day), "%Y-%m-%d", &tm);
     size_t nt = d->cfg->n_teams, nd = d->cfg->n_deployments;
     json_t **slots = calloc(nt + nd + 1, sizeof(*slots));
+    if (!slots)
+        return error_obj("out of memory");
     for (size_t i = 0; i < nt + nd; i++) {
         char key[IFQ_MAX_TOPIC + IFQ_MAX_NAME + 64];
         if (i < nt)
