@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "catalog.h"
 #include "config.h"
+#include "dashboard.h"
 #include "guard.h"
 #include "kafka.h"
 #include "limits.h"
@@ -937,6 +938,8 @@ int main(int argc, char **argv)
 
     ifq_admin_handlers_t ah = {
         .ready = broker_ready, .metrics = broker_metrics, .models = broker_models, .opaque = &b};
+    if (ifq_dashboard_attach(&ah, b.cfg) < 0)
+        ifq_warn("dashboard_unavailable", "out of memory; serving the admin endpoint without it");
     admin = ifq_admin_start(b.cfg->broker_admin_port, &ah, errstr, sizeof(errstr));
     if (!admin && b.cfg->broker_admin_port > 0) {
         ifq_error("startup_failed", "%s", errstr);

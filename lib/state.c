@@ -14,15 +14,48 @@
 #define STATE_MAX_QUEUE 100000
 #define STATE_MAX_ARGS 32
 
+/* Latency buckets (ms, upper bounds) and lifetime of the per-second stats
+ * hashes; readers take the bucket bounds from the field names. */
+#define IFQ_STATS_BUCKETS_LUA "100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000"
+#define IFQ_STATS_TTL_S_LUA "900"
+
+/* The state script. ARGV: id, state, rank, ttl, "<state>_ms", now, then
+ * field/value pairs. A request's first arrival in a final state (rank 4)
+ * also counts it in the per-second stats hash "<prefix>:stats:<epoch s>"
+ * (the prefix is KEYS[1] up to ":req:"; prefixes never contain ':'): count
+ * per final state, `n`, and when received_ms is known the latency
+ * (final - received) as lat_count, lat_sum_ms and cumulative buckets
+ * lat_le_<ms>. A repeated final transition of the same id is not counted
+ * again. The hash lives 15 minutes: it feeds the dashboard's charts. */
 static const char state_script[] =
+    "local function stats(state, fin)\n"
+    "  local pfx = string.match(KEYS[1], '^(.-):req:')\n"
+    "  if not pfx or not fin then return end\n"
+    "  local sk = pfx .. ':stats:' .. string.format('%d', math.floor(fin / 1000))\n"
+    "  redis.call('HINCRBY', sk, state, 1)\n"
+    "  redis.call('HINCRBY', sk, 'n', 1)\n"
+    "  local rcv = tonumber(redis.call('HGET', KEYS[1], 'received_ms'))\n"
+    "  if rcv then\n"
+    "    local lat = fin - rcv\n"
+    "    if lat < 0 then lat = 0 end\n"
+    "    redis.call('HINCRBY', sk, 'lat_count', 1)\n"
+    "    redis.call('HINCRBY', sk, 'lat_sum_ms', string.format('%d', lat))\n"
+    "    for _, b in ipairs({" IFQ_STATS_BUCKETS_LUA "}) do\n"
+    "      if lat <= b then redis.call('HINCRBY', sk, 'lat_le_' .. b, 1) end\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('EXPIRE', sk, " IFQ_STATS_TTL_S_LUA ")\n"
+    "end\n"
     "local cur = redis.call('HMGET', KEYS[1], 'id', 'rank')\n"
     "local rank = tonumber(ARGV[3])\n"
     "if cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) > rank then\n"
     "  for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end\n"
     "else\n"
     "  if cur[1] and cur[1] ~= ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "  local was_final = cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) >= 4\n"
     "  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', ARGV[2], 'rank', rank,\n"
     "             unpack(ARGV, 5))\n"
+    "  if rank == 4 and not was_final then stats(ARGV[2], tonumber(ARGV[6])) end\n"
     "end\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
