@@ -200,14 +200,27 @@ def test_timeouts(gw):
         with pytest.raises(RequestTimeout):
             asyncio.run(one())
         # run_batch: a client_timeout result, the others answered
-        reqs = [chat("[[fake:latency=4000]] late 3", custom_id=unique("to-")),
+        reqs = [chat("[[fake:latency=12000]] late 3", custom_id=unique("to-")),
                 chat("quick", custom_id=unique("q-"))]
-        out = {r.custom_id: r for r in c.run_batch(reqs, timeout=2.5)}
+        out = {r.custom_id: r for r in c.run_batch(reqs, timeout=6.0)}
         assert out[reqs[0].custom_id].error.code == "client_timeout"
+        assert out[reqs[0].custom_id].status == "failed"
         assert out[reqs[1].custom_id].ok
         # the late results arrive and are ignored, not misdelivered
-        wait_until(lambda: c.stats["ignored"] >= 3, 30, "the late results to arrive")
+        wait_until(lambda: c.stats["ignored"] >= 3, 60, "the late results to arrive")
         assert c.in_flight == 0 and c.stats["timed_out"] == 3
+
+
+def test_run_batch_stopped_early_stops_waiting(gw):
+    with make_client(gw) as c:
+        # the first is quick, the others take 5 s
+        gen = c.run_batch((chat(f"[[fake:latency={0 if i == 0 else 5000}]] s{i}")
+                           for i in range(50)), max_in_flight=20, timeout=TIMEOUT)
+        first = next(gen)
+        assert first.ok
+        assert c.in_flight > 0
+        gen.close()
+        assert c.in_flight == 0
 
 
 def test_default_timeout_and_close_fails_waiting_futures(gw):
