@@ -20,10 +20,10 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from .codec import (AVRO, CONTENT_TYPE_AVRO_REQUEST, CONTENT_TYPE_JSON, ENCODINGS, JSON,
                     decode_result_dict, encode_request)
@@ -35,16 +35,14 @@ log = logging.getLogger("inferq")
 RequestLike = Union[Request, Mapping[str, Any]]
 
 
-class ResultFuture(Future):  # type: ignore[type-arg]
+class ResultFuture(Future[Result]):
     """A concurrent.futures.Future of a :class:`Result`, with the request's
-    ``custom_id``. Cancelling it makes the client stop waiting for the result
-    (the request itself is not withdrawn)."""
+    ``custom_id`` and the W3C ``trace_id`` sent with it. Cancelling it makes
+    the client stop waiting for the result (the request itself is not
+    withdrawn)."""
 
     custom_id: str
     trace_id: str
-
-    def result(self, timeout: Optional[float] = None) -> Result:  # noqa: D401 (typed override)
-        return super().result(timeout)
 
 
 class _Pending:
@@ -57,7 +55,7 @@ class _Pending:
         self.deadline = time.monotonic() + timeout if timeout is not None else None
 
 
-def _resolve(fut: Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
+def _resolve(fut: "Future[Any]", result: Any = None, exc: Optional[BaseException] = None) -> None:
     """Completes fut unless it is already done (cancelled by its owner)."""
     try:
         if exc is not None:
@@ -119,9 +117,9 @@ class Client:
         self._seq = itertools.count()
         self._closed = False
         self._stop = threading.Event()
-        #: counters: results taken, results of others ignored, undecodable messages
-        self.stats = {"received": 0, "ignored": 0, "undecodable": 0, "delivery_failed": 0,
-                      "timed_out": 0}
+        self._stats_lock = threading.Lock()
+        self._stats = {"received": 0, "ignored": 0, "undecodable": 0, "delivery_failed": 0,
+                       "timed_out": 0}
 
         pc = {"client.id": "inferq-python", "enable.idempotence": True, "linger.ms": 5,
               "message.max.bytes": 16 * 1024 * 1024}
@@ -261,6 +259,18 @@ class Client:
         return self._closed
 
     @property
+    def stats(self) -> Dict[str, int]:
+        """A copy of the counters: ``received`` (results taken), ``ignored``
+        (messages on the reply topic for other clients, or late ones),
+        ``undecodable``, ``delivery_failed``, ``timed_out``."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _bump(self, key: str) -> None:
+        with self._stats_lock:
+            self._stats[key] += 1
+
+    @property
     def in_flight(self) -> int:
         """Requests submitted and still waiting for their result."""
         with self._lock:
@@ -312,12 +322,13 @@ class Client:
             if entry.deadline is not None:
                 heapq.heappush(self._expiry, (entry.deadline, next(self._seq), cid, entry))
         fut.add_done_callback(lambda _f: self._forget(cid, entry))
-        headers = [("content-type", self._content_type),
+        headers: List[Tuple[str, Union[str, bytes, None]]] = [
+            ("content-type", self._content_type),
                    ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01".encode())]
 
         def on_delivery(err: Optional[KafkaError], _msg: Any) -> None:
             if err is not None:
-                self.stats["delivery_failed"] += 1
+                self._bump("delivery_failed")
                 if self._take(cid, entry):
                     _resolve(fut, exc=DeliveryError(cid, str(err)))
 
@@ -351,7 +362,7 @@ class Client:
     # ------------------------------------------------------------- the thread --
 
     def _run(self) -> None:
-        warned: set = set()
+        warned: Set[str] = set()
         while not self._stop.is_set():
             try:
                 self._producer.poll(0)
@@ -376,22 +387,22 @@ class Client:
         try:
             d = decode_result_dict(value or b"")
         except DecodeError:
-            self.stats["undecodable"] += 1
+            self._bump("undecodable")
             return
         cid = d.get("custom_id")
         if not isinstance(cid, str):
-            self.stats["undecodable"] += 1
+            self._bump("undecodable")
             return
         with self._lock:
             entry = self._pending.get(cid)
             if entry is None:
-                self.stats["ignored"] += 1
+                self._bump("ignored")
                 return
             if self.match_trace_id:
                 ext = d.get("inferq")
                 tid = ext.get("trace_id") if isinstance(ext, dict) else None
                 if isinstance(tid, str) and tid != entry.trace_id:
-                    self.stats["ignored"] += 1  # someone else's request with our custom_id
+                    self._bump("ignored")  # someone else's request with our custom_id
                     return
             del self._pending[cid]
         try:
@@ -399,7 +410,7 @@ class Client:
         except DecodeError as e:
             _resolve(entry.future, exc=e)
             return
-        self.stats["received"] += 1
+        self._bump("received")
         _resolve(entry.future, result)
 
     def _expire(self) -> None:
@@ -416,7 +427,7 @@ class Client:
                 self._expiry = [e for e in self._expiry if self._pending.get(e[2]) is e[3]]
                 heapq.heapify(self._expiry)
         for cid, entry in expired:
-            self.stats["timed_out"] += 1
+            self._bump("timed_out")
             _resolve(entry.future, exc=RequestTimeout(cid, entry.timeout or 0.0))
 
     # --------------------------------------------------------------- asyncio --
@@ -463,7 +474,7 @@ class Client:
                         break
                     fut = self.submit(r, timeout)
                     waiting[id(fut)] = fut
-                    fut.add_done_callback(done.put)
+                    fut.add_done_callback(lambda f: done.put(f))  # type: ignore[arg-type]
                 if not waiting:
                     return
                 fut = done.get()

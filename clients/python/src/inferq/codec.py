@@ -55,7 +55,8 @@ def _schema(kind: str) -> Any:
 def schema_json(kind: str) -> Dict[str, Any]:
     """The Avro schema ("request" or "result") as a dict."""
     text = resources.files("inferq").joinpath("schemas", f"{kind}.avsc").read_text("utf-8")
-    return json.loads(text)
+    d: Dict[str, Any] = json.loads(text)
+    return d
 
 
 def compact_json(value: Any) -> str:
@@ -87,7 +88,7 @@ class _StrictReader(io.BytesIO):
     """A BytesIO whose short reads raise: fastavro would otherwise accept a
     truncated string as a shorter one."""
 
-    def read(self, n: Optional[int] = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: Optional[int] = -1) -> bytes:
         b = super().read(n)
         if n is not None and n >= 0 and len(b) != n:
             raise EOFError(f"truncated datum at byte {self.tell()}")

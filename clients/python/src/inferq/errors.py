@@ -6,6 +6,11 @@ exceptions here are for what happens on the client's side of Kafka.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import Result
+
 
 class InferqError(Exception):
     """Base class of every exception raised by this package."""
@@ -49,7 +54,7 @@ class ResultError(InferqError):
     """Raised by :meth:`inferq.Result.raise_for_error` for a result that is not
     ``succeeded``; ``result`` is the result, ``code`` its error code."""
 
-    def __init__(self, result):  # result: inferq.Result
+    def __init__(self, result: "Result"):
         err = result.error
         code = err.code if err else result.status
         msg = err.message if err else f"status {result.status}"

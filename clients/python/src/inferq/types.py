@@ -114,7 +114,10 @@ class Request:
                          deadline_in, reply_to)
 
     @classmethod
-    def _make(cls, body, url, custom_id, metadata, priority, deadline_ms, deadline_in, reply_to):
+    def _make(cls, body: Dict[str, Any], url: str, custom_id: Optional[str],
+              metadata: Optional[Mapping[str, str]], priority: Optional[str],
+              deadline_ms: Optional[int], deadline_in: Optional[float],
+              reply_to: Optional[str]) -> "Request":
         if deadline_in is not None:
             if deadline_ms is not None:
                 raise ValueError("give deadline_ms or deadline_in, not both")
@@ -170,7 +173,7 @@ class Request:
         if not isinstance(body, dict):
             raise DecodeError("body must be a JSON object")
         method = d.get("method")
-        return cls(custom_id=d["custom_id"], body=body, url=d.get("url"),
+        return cls(custom_id=d["custom_id"], body=body, url=d.get("url"),  # type: ignore[arg-type]
                    method="POST" if method is None else method,
                    reply_to=d.get("reply_to"), priority=d.get("priority"),
                    deadline_ms=d.get("deadline_ms"), metadata=d.get("metadata"),
@@ -202,6 +205,10 @@ class ErrorDetail:
 
     code: str
     message: str
+
+
+def _dict(v: Any) -> Dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
 def _int(v: Any, default: int = 0) -> int:
@@ -244,9 +251,8 @@ class Result:
             return None
         c = choices[0]
         msg = c.get("message")
-        if isinstance(msg, dict) and isinstance(msg.get("content"), str):
-            return msg["content"]
-        return c.get("text") if isinstance(c.get("text"), str) else None
+        text = msg.get("content") if isinstance(msg, dict) else c.get("text")
+        return text if isinstance(text, str) else None
 
     @property
     def embeddings(self) -> Optional[List[List[float]]]:
@@ -278,8 +284,8 @@ class Result:
         cid = d.get("custom_id")
         if not isinstance(cid, str):
             raise DecodeError("result has no string custom_id")
-        ext = d.get("inferq")
-        ext = ext if isinstance(ext, dict) else {}
+        ext_v = d.get("inferq")
+        ext: Dict[str, Any] = ext_v if isinstance(ext_v, dict) else {}
         resp = d.get("response")
         response = None
         if isinstance(resp, dict):
@@ -294,13 +300,15 @@ class Result:
         status = ext.get("status")
         if not isinstance(status, str):
             status = "succeeded" if error is None and response is not None else "failed"
-        u = ext.get("usage") if isinstance(ext.get("usage"), dict) else {}
+        u = _dict(ext.get("usage"))
         usage = Usage(_int(u.get("prompt_tokens")), _int(u.get("completion_tokens")),
                       _int(u.get("total_tokens")))
         cost = ext.get("cost_usd")
-        timings = ext.get("timings_ms") if isinstance(ext.get("timings_ms"), dict) else {}
-        attempts = ext.get("attempts") if isinstance(ext.get("attempts"), list) else []
-        meta = ext.get("metadata") if isinstance(ext.get("metadata"), dict) else {}
+        timings = _dict(ext.get("timings_ms"))
+        att = ext.get("attempts")
+        attempts: List[Dict[str, Any]] = [a for a in att if isinstance(a, dict)] \
+            if isinstance(att, list) else []
+        meta = _dict(ext.get("metadata"))
         tid = ext.get("trace_id")
         return cls(id=str(d.get("id") or ""), custom_id=cid, status=status, response=response,
                    error=error, usage=usage,
