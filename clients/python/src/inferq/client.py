@@ -149,7 +149,9 @@ class Client:
     # ------------------------------------------------------------ start/stop --
 
     def _admin(self) -> AdminClient:
-        return AdminClient(dict(self._common))
+        # librdkafka's log lines of this short-lived handle go to the
+        # "inferq" logger instead of stderr
+        return AdminClient(dict(self._common), logger=log)
 
     def _create_reply_topic(self, partitions: int, timeout: float) -> None:
         admin = self._admin()  # must outlive the futures
