@@ -5,7 +5,8 @@ Avro end to end, a shared reply topic with filtering, many threads. Also
 runs the package's unit tests (the shared vectors, byte for byte), which
 need no stack.
 
-The package is imported from clients/python/src unless it is installed.
+The package is imported from clients/python/src (the checkout's code, even
+when an older copy is installed).
 """
 from __future__ import annotations
 
@@ -19,11 +20,9 @@ from confluent_kafka.admin import AdminClient
 
 from ifq_e2e import ROOT, TopicReader, deployment, ensure_topic, unique, wait_until
 
+# the checkout's package (not an installed copy) and its unit tests
 sys.path.insert(0, str(ROOT / "clients" / "python" / "tests"))
-try:
-    import inferq  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 
 from inferq import (Client, ClientClosed, Request, RequestTimeout, Result,  # noqa: E402
                     ResultError, ResultFuture)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-try:
-    import inferq  # noqa: F401  (installed with pip)
-except ImportError:  # running from the source tree
-    sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+# Test the checkout's code, not an older installed copy.
+SRC = Path(__file__).resolve().parents[1] / "src"
+if (SRC / "inferq").is_dir() and str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
 
 from inferq import (DecodeError, EncodeError, Request, Result, ResultError, codec,  # noqa: E402
                     decode_request, decode_result, encode_request, encode_result)
