@@ -156,7 +156,10 @@ class Client:
     def _create_reply_topic(self, partitions: int, timeout: float) -> None:
         admin = self._admin()  # must outlive the futures
         fs = admin.create_topics(
-            [NewTopic(self.reply_topic, num_partitions=partitions, replication_factor=-1)],
+            # a day's retention bounds what is left behind should the
+            # process die before close() deletes the topic
+            [NewTopic(self.reply_topic, num_partitions=partitions, replication_factor=-1,
+                      config={"retention.ms": str(24 * 3600 * 1000)})],
             operation_timeout=timeout, request_timeout=timeout)
         for f in fs.values():
             try:
