@@ -274,6 +274,14 @@ def test_shared_reply_topic_each_client_gets_only_its_own(gw):
     assert topic_exists(gw.env.bootstrap, shared), "a shared reply topic must not be deleted"
 
 
+def test_gateway_default_reply_topic_as_the_shared_topic(gw):
+    # the usual setup where clients may not create topics
+    with make_client(gw, reply_topic=gw.replies) as c:
+        r = c.submit(chat("on the default topic"), timeout=TIMEOUT).result(TIMEOUT)
+        assert r.ok and r.content == "echo: on the default topic"
+    assert topic_exists(gw.env.bootstrap, gw.replies)
+
+
 def test_submit_from_many_threads(gw):
     threads, per = 8, 60
     with make_client(gw) as c:
