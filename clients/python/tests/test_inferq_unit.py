@@ -267,3 +267,21 @@ def test_result_is_lenient_with_unknown_and_missing_keys():
     assert r.status == "failed" and r.usage.total_tokens == 0 and r.raw["inferq"]["new_key"]
     ce = Result.client_error("c", "client_timeout", "no result")
     assert ce.status == "failed" and ce.error.code == "client_timeout" and not ce.ok
+
+
+# ------------------------------------------------------------------- client --
+
+
+def test_client_start_fails_cleanly_without_kafka():
+    import threading
+
+    from inferq import Client
+    before = threading.active_count()
+    for kw in ({}, {"reply_topic": "shared.replies"}):
+        t0 = time.monotonic()
+        with pytest.raises(Exception, match="(?i)timed out|transport|controller"):
+            Client("127.0.0.1:1", start_timeout=2, **kw)
+        assert time.monotonic() - t0 < 20
+    assert threading.active_count() == before, "a failed start left a thread running"
+    with pytest.raises(ValueError, match="encoding"):
+        Client("127.0.0.1:1", encoding="xml")

@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -163,10 +164,14 @@ class Client:
             operation_timeout=timeout, request_timeout=timeout)
         for f in fs.values():
             try:
-                f.result(timeout)
+                f.result(timeout + 5)  # librdkafka's own timeout comes first
             except KafkaException as e:
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
+            except FutureTimeout:
+                raise KafkaException(KafkaError(
+                    KafkaError._TIMED_OUT,
+                    f"creating reply topic {self.reply_topic}: timed out")) from None
         self._created_topic = True
 
     def _assign_at_end(self, timeout: float) -> None:
