@@ -90,9 +90,8 @@ def test_rejected_request_is_an_error_result(gw):
         r = c.submit(chat("Hi", model="no-such-model"), timeout=TIMEOUT).result(TIMEOUT)
         assert r.status == "rejected" and not r.ok and r.response is None
         assert r.error.code == "model_not_found", r.raw
-        bad = Request(custom_id=unique("bad-"), body={"model": "chat-default",
-                                                      "messages": [{"role": "user", "content": "x"}]},
-                      priority="urgent")
+        body = {"model": "chat-default", "messages": [{"role": "user", "content": "x"}]}
+        bad = Request(custom_id=unique("bad-"), body=body, priority="urgent")
         r2 = c.submit(bad, timeout=TIMEOUT).result(TIMEOUT)
         assert r2.status == "rejected" and r2.error.code == "invalid_request", r2.raw
         with pytest.raises(ResultError, match="model_not_found"):
@@ -134,6 +133,15 @@ def test_asyncio_many_concurrent_infer_without_blocking_the_loop(gw):
             results = await asyncio.gather(*(c.infer(r, timeout=TIMEOUT) for r in reqs))
             # a slow one: the loop keeps running while it waits
             slow = await c.infer(chat("[[fake:latency=1500]] slow"), timeout=TIMEOUT)
+            # cancelling the awaiting task stops the wait
+            dropped = chat("[[fake:latency=3000]] dropped")
+            task = asyncio.create_task(c.infer(dropped, timeout=TIMEOUT))
+            while c.in_flight == 0:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert c.in_flight == 0
             stop.set()
             await t
             return reqs, results, slow, gaps

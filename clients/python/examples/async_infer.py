@@ -14,8 +14,8 @@ async def main(bootstrap: str) -> None:
     async with Client(bootstrap) as client:
         async def ask(q: str) -> str:
             try:
-                r = await client.infer(Request.chat("chat-default", [{"role": "user", "content": q}]),
-                                       timeout=60)
+                req = Request.chat("chat-default", [{"role": "user", "content": q}])
+                r = await client.infer(req, timeout=60)
             except RequestTimeout:
                 return "(no answer in time)"
             return r.content if r.ok else f"({r.error.code})"

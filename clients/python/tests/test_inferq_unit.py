@@ -41,7 +41,8 @@ def _load(case):
     return raw, js
 
 
-needs_vectors = pytest.mark.skipif(not _cases(), reason="schemas/vectors not found (not a checkout)")
+needs_vectors = pytest.mark.skipif(not _cases(),
+                                   reason="schemas/vectors not found (not a checkout)")
 
 
 # ------------------------------------------------------------------ vectors --
@@ -58,7 +59,8 @@ def test_manifest_fingerprints_match_the_package():
 @needs_vectors
 def test_packaged_schemas_are_the_repository_schemas():
     for kind in ("request", "result"):
-        assert codec.schema_json(kind) == json.loads((ROOT / "schemas" / f"{kind}.avsc").read_text()), \
+        repo = json.loads((ROOT / "schemas" / f"{kind}.avsc").read_text())
+        assert codec.schema_json(kind) == repo, \
             f"clients/python/src/inferq/schemas/{kind}.avsc differs from schemas/{kind}.avsc"
 
 
@@ -109,7 +111,8 @@ def test_vector_json_encoding_is_compact_and_round_trips(case):
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"])
 def test_vector_every_prefix_and_trailing_bytes_refused(case):
     raw, _ = _load(case)
-    read = codec.request_dict_from_avro if case["kind"] == "request" else codec.result_dict_from_avro
+    read = (codec.request_dict_from_avro if case["kind"] == "request"
+            else codec.result_dict_from_avro)
     for n in range(len(raw)):
         with pytest.raises(DecodeError):
             read(raw[:n])

@@ -3,7 +3,8 @@
     from inferq import Client, Request
 
     with Client("localhost:9092") as client:
-        result = client.submit(Request.chat("chat-default", [{"role": "user", "content": "Hi"}])).result(60)
+        req = Request.chat("chat-default", [{"role": "user", "content": "Hi"}])
+        result = client.submit(req).result(60)
         print(result.status, result.content)
 
 See docs/clients-python.md in the inferq repository.

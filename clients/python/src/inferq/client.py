@@ -183,7 +183,8 @@ class Client:
         last = "no metadata"
         while True:
             try:
-                md = self._consumer.list_topics(self.reply_topic, timeout=max(1.0, min(5.0, timeout)))
+                md = self._consumer.list_topics(self.reply_topic,
+                                                timeout=max(1.0, min(5.0, timeout)))
                 t = md.topics.get(self.reply_topic)
                 if t is not None and t.error is None and t.partitions and \
                         all(p.leader >= 0 for p in t.partitions.values()):

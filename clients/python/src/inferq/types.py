@@ -296,7 +296,8 @@ class Result:
         err = d.get("error")
         error = None
         if isinstance(err, dict):
-            error = ErrorDetail(code=str(err.get("code") or ""), message=str(err.get("message") or ""))
+            error = ErrorDetail(code=str(err.get("code") or ""),
+                                message=str(err.get("message") or ""))
         status = ext.get("status")
         if not isinstance(status, str):
             status = "succeeded" if error is None and response is not None else "failed"
@@ -312,7 +313,8 @@ class Result:
         tid = ext.get("trace_id")
         return cls(id=str(d.get("id") or ""), custom_id=cid, status=status, response=response,
                    error=error, usage=usage,
-                   cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0,
+                   cost_usd=float(cost) if isinstance(cost, (int, float))
+                   and not isinstance(cost, bool) else 0.0,
                    timings_ms=dict(timings), model_requested=ext.get("model_requested"),
                    deployment=ext.get("deployment"), attempts=list(attempts), metadata=dict(meta),
                    trace_id=tid if isinstance(tid, str) else None, raw=dict(d))
