@@ -1,9 +1,9 @@
 """
 The Python package (clients/python, `import inferq`) against the real stack:
 futures, asyncio, run_batch on 2,000 requests, error results, timeouts,
-Avro end to end, a shared reply topic with filtering, many threads. Also
-runs the package's unit tests (the shared vectors, byte for byte), which
-need no stack.
+Avro end to end, a shared reply topic with filtering, many threads, the
+batch_file.py example on the quickstart batch. Also runs the package's unit
+tests (the shared vectors, byte for byte), which need no stack.
 
 The package is imported from clients/python/src (the checkout's code, even
 when an older copy is installed).
@@ -11,6 +11,9 @@ when an older copy is installed).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -320,3 +323,20 @@ def test_kafka_config_is_passed_through(gw):
     # an invalid librdkafka property must reach librdkafka and be refused
     with pytest.raises(Exception, match="no.such.property"):
         make_client(gw, kafka_config={"no.such.property": "1"})
+
+
+def test_batch_file_example_runs_the_quickstart_batch(gw, tmp_path):
+    # clients/python/examples/batch_file.py: schemas/examples/batch.jsonl as-is
+    out = tmp_path / "out.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "clients" / "python" / "src"))
+    for enc in ("json", "avro"):
+        p = subprocess.run([sys.executable, str(ROOT / "clients" / "python" / "examples" /
+                                                "batch_file.py"),
+                            str(ROOT / "schemas" / "examples" / "batch.jsonl"), str(out),
+                            "--bootstrap", gw.env.bootstrap, "--prefix", gw.prefix,
+                            "--encoding", enc, "--timeout", str(TIMEOUT)],
+                           env=env, capture_output=True, text=True, timeout=TIMEOUT + 30)
+        assert p.returncode == 0, p.stderr[-2000:]
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert sorted(r["custom_id"] for r in lines) == sorted(f"sample-{i}" for i in range(1, 13))
+        assert all(r["error"] is None and r["inferq"]["status"] == "succeeded" for r in lines)
