@@ -133,6 +133,11 @@ class Client:
         cc.update(self._common)
         cc.update(consumer_config or {})
 
+        # librdkafka's log lines go to the "inferq" logger (unless the
+        # caller's config names a logger); warnings and errors still reach
+        # stderr when the application configured no logging
+        pc.setdefault("logger", log)
+        cc.setdefault("logger", log)
         self._producer = Producer(pc)
         self._consumer: Optional[Consumer] = None
         self._created_topic = False
@@ -152,7 +157,9 @@ class Client:
     def _admin(self) -> AdminClient:
         # librdkafka's log lines of this short-lived handle go to the
         # "inferq" logger instead of stderr
-        return AdminClient(dict(self._common), logger=log)
+        conf = dict(self._common)
+        conf.setdefault("logger", log)
+        return AdminClient(conf)
 
     def _create_reply_topic(self, partitions: int, timeout: float) -> None:
         admin = self._admin()  # must outlive the futures
