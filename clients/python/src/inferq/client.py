@@ -342,7 +342,7 @@ class Client:
         fut.add_done_callback(lambda _f: self._forget(cid, entry))
         headers: List[Tuple[str, Union[str, bytes, None]]] = [
             ("content-type", self._content_type),
-                   ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01".encode())]
+            ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01".encode())]
 
         def on_delivery(err: Optional[KafkaError], _msg: Any) -> None:
             if err is not None:
