@@ -87,6 +87,7 @@ class Client:
     :param default_timeout: seconds a request waits for its result when
         submit/infer/run_batch get no timeout (``None``: forever).
     :param reply_partitions: partitions of a private reply topic.
+    :param delete_reply_topic: delete a private reply topic on close().
     :param start_timeout: seconds to wait for Kafka while starting.
     """
 
@@ -96,7 +97,8 @@ class Client:
                  producer_config: Optional[Mapping[str, Any]] = None,
                  consumer_config: Optional[Mapping[str, Any]] = None,
                  default_timeout: Optional[float] = None, reply_partitions: int = 1,
-                 start_timeout: float = 30.0, match_trace_id: bool = True,
+                 start_timeout: float = 30.0, delete_reply_topic: bool = True,
+                 match_trace_id: bool = True,
                  poll_interval: float = 0.05):
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be 'json' or 'avro', got {encoding!r}")
@@ -108,6 +110,7 @@ class Client:
         self._common: Dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
         self._common.update(kafka_config or {})
         self._private = reply_topic is None
+        self._delete_reply_topic = delete_reply_topic
         self.reply_topic = reply_topic or f"{topic_prefix}.replies.py-{secrets.token_hex(6)}"
         self._content_type = (CONTENT_TYPE_AVRO_REQUEST if encoding == AVRO
                               else CONTENT_TYPE_JSON).encode()
@@ -247,7 +250,7 @@ class Client:
             except RuntimeError:
                 pass
             self._consumer = None
-        if self._created_topic:
+        if self._created_topic and self._delete_reply_topic:
             self._created_topic = False
             try:
                 admin = self._admin()  # must outlive the futures
