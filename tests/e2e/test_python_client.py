@@ -88,6 +88,17 @@ def test_submit_returns_a_future_of_a_typed_result(gw):
                f"{private} to be deleted")
 
 
+def test_private_reply_topic_can_be_kept(gw):
+    with make_client(gw, delete_reply_topic=False, reply_partitions=2) as c:
+        assert c.submit(chat("keep"), timeout=TIMEOUT).result(TIMEOUT).ok
+        kept = c.reply_topic
+    admin = AdminClient({"bootstrap.servers": gw.env.bootstrap})
+    md = admin.list_topics(kept, timeout=10)
+    assert len(md.topics[kept].partitions) == 2
+    for f in admin.delete_topics([kept], operation_timeout=10).values():
+        f.result(30)
+
+
 def test_rejected_request_is_an_error_result(gw):
     with make_client(gw) as c:
         r = c.submit(chat("Hi", model="no-such-model"), timeout=TIMEOUT).result(TIMEOUT)
