@@ -59,8 +59,9 @@ if [[ $with_kafka -eq 1 ]]; then
   fi
   command -v mvn >/dev/null || pkgs+=(maven)
 fi
-if [[ $with_python -eq 1 ]] && ! python3 -m pip --version >/dev/null 2>&1; then
-  pkgs+=(python3-pip)
+if [[ $with_python -eq 1 ]]; then
+  python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+  pkgs+=(python3-venv) # tests/run.sh installs the Python client's wheel into a fresh venv
 fi
 
 missing=()

@@ -118,6 +118,14 @@ if [[ $unit_only -eq 1 ]]; then
   exit 0
 fi
 
+section "python package: wheel builds offline and installs into a fresh venv"
+python3 -m pip wheel -q --disable-pip-version-check --no-build-isolation --no-deps \
+  -w "$OUT/wheel" clients/python
+python3 -m venv --system-site-packages "$OUT/venv"
+"$OUT/venv/bin/python" -m pip install -q --disable-pip-version-check --no-index --no-deps \
+  "$OUT"/wheel/inferq-*.whl
+(cd "$OUT" && "$OUT/venv/bin/python" -c 'import inferq, sys; print("inferq", inferq.__version__, "from", inferq.__file__)')
+
 section "end-to-end: stack up (Kafka real, $e2e_build/ binaries)"
 stack_started=1
 export INFERQ_BUILD_DIR="$ROOT/$e2e_build"
