@@ -7,6 +7,7 @@
  */
 #include "metrics.h"
 
+#include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -50,9 +51,8 @@ struct ifq_metrics {
     ifq_metric_t *dropped; /* inferq_metrics_dropped_series_total */
 };
 
-const double ifq_metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                              0.1,   0.25,   0.5,   1,    2.5,   5,
-                                              10,    30,     60,    120};
+const double ifq_metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                              0.5,   1,      2.5,   5,    10,    30,   60,  120};
 const size_t ifq_metrics_latency_nbuckets =
     sizeof(ifq_metrics_latency_buckets) / sizeof(ifq_metrics_latency_buckets[0]);
 
@@ -484,4 +484,24 @@ size_t ifq_metrics_render(ifq_metrics_t *r, char *buf, size_t size)
     }
     buf[o.len] = '\0';
     return o.len;
+}
+
+void ifq_metrics_kafka_lag(ifq_metric_t *gauge, struct rd_kafka_s *consumer, const char *group)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (!gauge || !consumer || rd_kafka_assignment(consumer, &parts) || !parts)
+        return;
+    rd_kafka_position(consumer, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t lo = 0, hi = 0;
+        if (p->offset < 0 ||
+            rd_kafka_get_watermark_offsets(consumer, p->topic, p->partition, &lo, &hi) || hi < 0)
+            continue;
+        char pn[16];
+        snprintf(pn, sizeof(pn), "%d", (int)p->partition);
+        int64_t lag = hi - p->offset;
+        ifq_gauge_set(gauge, (const char *[]){group, p->topic, pn}, (double)(lag > 0 ? lag : 0));
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
 }

@@ -60,6 +60,13 @@ double ifq_metric_value(ifq_metric_t *m, const char *const *values);
  * written; a full buffer truncates at a line boundary. */
 size_t ifq_metrics_render(ifq_metrics_t *r, char *buf, size_t size);
 
+struct rd_kafka_s;
+/* Sets gauge{group,topic,partition} to the lag of every partition assigned
+ * to the consumer: librdkafka's cached high watermark minus the consumer's
+ * position (partitions without a position yet are skipped). Cheap: no
+ * network round trip. */
+void ifq_metrics_kafka_lag(ifq_metric_t *gauge, struct rd_kafka_s *consumer, const char *group);
+
 /* Default buckets, in seconds: latency from 1 ms to 2 minutes. */
 extern const double ifq_metrics_latency_buckets[];
 extern const size_t ifq_metrics_latency_nbuckets;

@@ -70,7 +70,10 @@ static size_t utf8_len(const unsigned char *s)
 {
     if (s[0] < 0x80)
         return 1;
-    size_t n = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    size_t n = (s[0] & 0xE0) == 0xC0   ? 2
+               : (s[0] & 0xF0) == 0xE0 ? 3
+               : (s[0] & 0xF8) == 0xF0 ? 4
+                                       : 0;
     if (n == 0 || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4))
         return 0;
     for (size_t i = 1; i < n; i++)
@@ -170,8 +173,8 @@ static uint64_t next_rand(void)
     if (!id_state) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        id_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-                   ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&ts;
+        id_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+                   (uint64_t)(uintptr_t)&ts;
     }
     uint64_t z = (id_state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -418,8 +421,7 @@ static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int6
     sb_put(o, "}}");
 }
 
-char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *instance,
-                       size_t *len)
+char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *instance, size_t *len)
 {
     if (!b)
         return NULL;
@@ -448,8 +450,8 @@ char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *in
     return o.p;
 }
 
-int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic,
-                      const char *service, const char *instance, void *msg_opaque)
+int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic, const char *service,
+                      const char *instance, void *msg_opaque)
 {
     if (!b || b->n == 0)
         return 0;

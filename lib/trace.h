@@ -102,7 +102,7 @@ char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *in
  * delivery callback must recognise and ignore). An empty batch produces
  * nothing. Returns 0, or -1 when the producer queue is full or encoding
  * failed (the spans are then dropped). The batch stays owned by the caller. */
-int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic,
-                      const char *service, const char *instance, void *msg_opaque);
+int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic, const char *service,
+                      const char *instance, void *msg_opaque);
 
 #endif
