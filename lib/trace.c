@@ -79,6 +79,10 @@ static size_t utf8_len(const unsigned char *s)
     for (size_t i = 1; i < n; i++)
         if ((s[i] & 0xC0) != 0x80)
             return 0;
+    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))
+        return 0;
     return n;
 }
 
@@ -337,7 +341,12 @@ void ifq_span_double(ifq_span_t *s, const char *key, double value)
     /* JSON has no NaN or infinities. */
     if (value != value || value > 1e300 || value < -1e300)
         value = 0;
-    sb_printf(&s->attrs, "\"doubleValue\":%.17g}}", value);
+    /* The shortest of %.15g and %.17g that reads back exactly. */
+    char num[40];
+    snprintf(num, sizeof(num), "%.15g", value);
+    if (strtod(num, NULL) != value)
+        snprintf(num, sizeof(num), "%.17g", value);
+    sb_printf(&s->attrs, "\"doubleValue\":%s}}", num);
 }
 
 void ifq_span_bool(ifq_span_t *s, const char *key, int value)
