@@ -675,11 +675,8 @@ static void request_spans(broker_t *b, const out_t *o, const ifq_msgmeta_t *meta
         ifq_span_status(dec, IFQ_STATUS_ERROR, d->reason);
     stage_span(sp, "broker.prompt", pid, d->t.prompt_start, d->t.prompt_end);
     guard_span(sp, d, pid);
-    ifq_span_t *rt = stage_span(sp, "broker.route", pid, d->t.route_start, d->t.route_end);
-    if (d->route_strategy[0]) {
-        ifq_span_str(rt, "inferq.route.strategy", d->route_strategy);
-        ifq_span_str(rt, "inferq.route.decision", d->route_chain);
-    }
+    /* The routing decision's attributes are on broker.request only. */
+    stage_span(sp, "broker.route", pid, d->t.route_start, d->t.route_end);
     if (d->route_strategy[0] && d->cache_key[0]) {
         ifq_span_t *c = stage_span(sp, "broker.cache", pid, bt->admit_start, bt->admit_end);
         ifq_span_bool(c, "inferq.cache.hit", d->state && strcmp(d->state, "succeeded") == 0);

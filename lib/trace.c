@@ -24,7 +24,7 @@ typedef struct {
 
 static void sb_grow(sb_t *b, size_t need)
 {
-    if (b->oom || b->len + need + 1 <= b->cap)
+    if (b->len + need + 1 <= b->cap || b->oom)
         return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + need + 1)
@@ -48,9 +48,19 @@ static void sb_putn(sb_t *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void sb_put(sb_t *b, const char *s)
+#define SB_LIT(b, lit) sb_putn((b), (lit), sizeof(lit) - 1)
+
+/* A decimal integer, without printf. */
+static void sb_i64(sb_t *b, int64_t v)
 {
-    sb_putn(b, s, strlen(s));
+    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    sb_putn(b, p, (size_t)(e - p));
 }
 
 static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -89,7 +99,7 @@ static size_t utf8_len(const unsigned char *s)
 /* A JSON string literal, quotes included. */
 static void sb_str(sb_t *b, const char *s)
 {
-    sb_put(b, "\"");
+    SB_LIT(b, "\"");
     const unsigned char *p = (const unsigned char *)s;
     while (*p && !b->oom) {
         const unsigned char *run = p;
@@ -101,7 +111,7 @@ static void sb_str(sb_t *b, const char *s)
             break;
         if (*p == '"' || *p == '\\') {
             char esc[3] = {'\\', (char)*p, 0};
-            sb_put(b, esc);
+            sb_putn(b, esc, 2);
             p++;
         } else if (*p < 0x20) {
             sb_printf(b, "\\u%04x", *p);
@@ -112,12 +122,12 @@ static void sb_str(sb_t *b, const char *s)
                 sb_putn(b, (const char *)p, n);
                 p += n;
             } else {
-                sb_put(b, "?");
+                SB_LIT(b, "?");
                 p++;
             }
         }
     }
-    sb_put(b, "\"");
+    SB_LIT(b, "\"");
 }
 
 /* ---- trace context ---------------------------------------------------------- */
@@ -188,11 +198,14 @@ static uint64_t next_rand(void)
 
 void ifq_span_id_new(char out[17])
 {
+    static const char hex[] = "0123456789abcdef";
     uint64_t v;
     do
         v = next_rand();
     while (v == 0);
-    snprintf(out, 17, "%016llx", (unsigned long long)v);
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+    out[16] = '\0';
 }
 
 int64_t ifq_now_ns(void)
@@ -219,10 +232,21 @@ struct ifq_spans {
     char trace_id[33];
     char *custom_id;
     char *request_id;
+    sb_t common; /* the encoded attributes every span carries */
     ifq_span_t *spans[IFQ_SPANS_MAX];
     size_t n;
     size_t dropped;
 };
+
+static void common_attr(sb_t *o, int *first, const char *key, const char *value);
+
+static void encode_common(ifq_spans_t *b)
+{
+    b->common.len = 0;
+    int first = 1;
+    common_attr(&b->common, &first, "inferq.custom_id", b->custom_id ? b->custom_id : "");
+    common_attr(&b->common, &first, "inferq.request_id", b->request_id);
+}
 
 ifq_spans_t *ifq_spans_new(const char *trace_id, const char *custom_id, const char *request_id)
 {
@@ -234,6 +258,7 @@ ifq_spans_t *ifq_spans_new(const char *trace_id, const char *custom_id, const ch
     memcpy(b->trace_id, trace_id, 33);
     b->custom_id = custom_id ? strdup(custom_id) : NULL;
     b->request_id = request_id ? strdup(request_id) : NULL;
+    encode_common(b);
     return b;
 }
 
@@ -247,6 +272,7 @@ void ifq_spans_destroy(ifq_spans_t *b)
     }
     free(b->custom_id);
     free(b->request_id);
+    free(b->common.p);
     free(b);
 }
 
@@ -256,6 +282,7 @@ void ifq_spans_set_request_id(ifq_spans_t *b, const char *request_id)
         return;
     free(b->request_id);
     b->request_id = strdup(request_id);
+    encode_common(b);
 }
 
 size_t ifq_spans_count(const ifq_spans_t *b)
@@ -309,10 +336,10 @@ const char *ifq_span_id(const ifq_span_t *s)
 static void attr_open(ifq_span_t *s, const char *key)
 {
     if (s->attrs.len)
-        sb_put(&s->attrs, ",");
-    sb_put(&s->attrs, "{\"key\":");
+        SB_LIT(&s->attrs, ",");
+    SB_LIT(&s->attrs, "{\"key\":");
     sb_str(&s->attrs, key);
-    sb_put(&s->attrs, ",\"value\":{");
+    SB_LIT(&s->attrs, ",\"value\":{");
 }
 
 void ifq_span_str(ifq_span_t *s, const char *key, const char *value)
@@ -320,9 +347,9 @@ void ifq_span_str(ifq_span_t *s, const char *key, const char *value)
     if (!s || !key || !value)
         return;
     attr_open(s, key);
-    sb_put(&s->attrs, "\"stringValue\":");
+    SB_LIT(&s->attrs, "\"stringValue\":");
     sb_str(&s->attrs, value);
-    sb_put(&s->attrs, "}}");
+    SB_LIT(&s->attrs, "}}");
 }
 
 void ifq_span_int(ifq_span_t *s, const char *key, int64_t value)
@@ -330,7 +357,9 @@ void ifq_span_int(ifq_span_t *s, const char *key, int64_t value)
     if (!s || !key)
         return;
     attr_open(s, key);
-    sb_printf(&s->attrs, "\"intValue\":\"%lld\"}}", (long long)value);
+    SB_LIT(&s->attrs, "\"intValue\":\"");
+    sb_i64(&s->attrs, value);
+    SB_LIT(&s->attrs, "\"}}");
 }
 
 void ifq_span_double(ifq_span_t *s, const char *key, double value)
@@ -346,7 +375,9 @@ void ifq_span_double(ifq_span_t *s, const char *key, double value)
     snprintf(num, sizeof(num), "%.15g", value);
     if (strtod(num, NULL) != value)
         snprintf(num, sizeof(num), "%.17g", value);
-    sb_printf(&s->attrs, "\"doubleValue\":%s}}", num);
+    SB_LIT(&s->attrs, "\"doubleValue\":");
+    sb_putn(&s->attrs, num, strlen(num));
+    SB_LIT(&s->attrs, "}}");
 }
 
 void ifq_span_bool(ifq_span_t *s, const char *key, int value)
@@ -354,7 +385,10 @@ void ifq_span_bool(ifq_span_t *s, const char *key, int value)
     if (!s || !key)
         return;
     attr_open(s, key);
-    sb_put(&s->attrs, value ? "\"boolValue\":true}}" : "\"boolValue\":false}}");
+    if (value)
+        SB_LIT(&s->attrs, "\"boolValue\":true}}");
+    else
+        SB_LIT(&s->attrs, "\"boolValue\":false}}");
 }
 
 void ifq_span_strs(ifq_span_t *s, const char *key, const char *const *values, size_t n)
@@ -362,13 +396,15 @@ void ifq_span_strs(ifq_span_t *s, const char *key, const char *const *values, si
     if (!s || !key)
         return;
     attr_open(s, key);
-    sb_put(&s->attrs, "\"arrayValue\":{\"values\":[");
+    SB_LIT(&s->attrs, "\"arrayValue\":{\"values\":[");
     for (size_t i = 0; i < n; i++) {
-        sb_put(&s->attrs, i ? ",{\"stringValue\":" : "{\"stringValue\":");
+        if (i)
+            SB_LIT(&s->attrs, ",");
+        SB_LIT(&s->attrs, "{\"stringValue\":");
         sb_str(&s->attrs, values[i] ? values[i] : "");
-        sb_put(&s->attrs, "}");
+        SB_LIT(&s->attrs, "}");
     }
-    sb_put(&s->attrs, "]}}}");
+    SB_LIT(&s->attrs, "]}}}");
 }
 
 void ifq_span_status(ifq_span_t *s, int code, const char *message)
@@ -392,42 +428,48 @@ static void common_attr(sb_t *o, int *first, const char *key, const char *value)
 {
     if (!value)
         return;
-    sb_put(o, *first ? "{\"key\":" : ",{\"key\":");
+    if (!*first)
+        SB_LIT(o, ",");
+    SB_LIT(o, "{\"key\":");
     *first = 0;
     sb_str(o, key);
-    sb_put(o, ",\"value\":{\"stringValue\":");
+    SB_LIT(o, ",\"value\":{\"stringValue\":");
     sb_str(o, value);
-    sb_put(o, "}}");
+    SB_LIT(o, "}}");
 }
 
 static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int64_t now)
 {
-    sb_put(o, "{\"traceId\":\"");
-    sb_put(o, b->trace_id);
-    sb_put(o, "\",\"spanId\":\"");
-    sb_put(o, s->span_id);
+    SB_LIT(o, "{\"traceId\":\"");
+    sb_putn(o, b->trace_id, 32);
+    SB_LIT(o, "\",\"spanId\":\"");
+    sb_putn(o, s->span_id, 16);
     if (s->parent_id[0]) {
-        sb_put(o, "\",\"parentSpanId\":\"");
-        sb_put(o, s->parent_id);
+        SB_LIT(o, "\",\"parentSpanId\":\"");
+        sb_putn(o, s->parent_id, 16);
     }
-    sb_put(o, "\",\"name\":");
+    SB_LIT(o, "\",\"name\":");
     sb_str(o, s->name);
     int64_t end = s->end_ns ? s->end_ns : now < s->start_ns ? s->start_ns : now;
-    sb_printf(o, ",\"kind\":%d,\"startTimeUnixNano\":\"%lld\"", s->kind, (long long)s->start_ns);
-    sb_printf(o, ",\"endTimeUnixNano\":\"%lld\",\"attributes\":[", (long long)end);
-    int first = 1;
-    common_attr(o, &first, "inferq.custom_id", b->custom_id ? b->custom_id : "");
-    common_attr(o, &first, "inferq.request_id", b->request_id);
+    SB_LIT(o, ",\"kind\":");
+    sb_i64(o, s->kind);
+    SB_LIT(o, ",\"startTimeUnixNano\":\"");
+    sb_i64(o, s->start_ns);
+    SB_LIT(o, "\",\"endTimeUnixNano\":\"");
+    sb_i64(o, end);
+    SB_LIT(o, "\",\"attributes\":[");
+    sb_putn(o, b->common.p, b->common.len);
     if (s->attrs.len) {
-        sb_put(o, ",");
+        SB_LIT(o, ",");
         sb_putn(o, s->attrs.p, s->attrs.len);
     }
-    sb_printf(o, "],\"status\":{\"code\":%d", s->status);
+    SB_LIT(o, "],\"status\":{\"code\":");
+    sb_i64(o, s->status);
     if (s->status_msg[0]) {
-        sb_put(o, ",\"message\":");
+        SB_LIT(o, ",\"message\":");
         sb_str(o, s->status_msg);
     }
-    sb_put(o, "}}");
+    SB_LIT(o, "}}");
 }
 
 char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *instance, size_t *len)
@@ -436,18 +478,19 @@ char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *in
         return NULL;
     sb_t o = {0};
     sb_grow(&o, 512 + b->n * 512);
-    sb_put(&o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    SB_LIT(&o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     int first = 1;
     common_attr(&o, &first, "service.name", service ? service : "inferq");
     common_attr(&o, &first, "service.instance.id", instance);
-    sb_put(&o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
+    SB_LIT(&o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
     int64_t now = ifq_now_ns();
     for (size_t i = 0; i < b->n; i++) {
         if (i)
-            sb_put(&o, ",");
+            SB_LIT(&o, ",");
         encode_span(&o, b, b->spans[i], now);
     }
-    sb_put(&o, "]}]}]}");
+    SB_LIT(&o, "]}]}]}");
+    o.oom |= b->common.oom;
     for (size_t i = 0; i < b->n; i++)
         o.oom |= b->spans[i]->attrs.oom;
     if (o.oom) {
