@@ -226,9 +226,12 @@ static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta
             h = rd_kafka_headers_new(8);
         static const char *const mine[] = {"inferq-origin-topic",  "inferq-origin-partition",
                                            "inferq-origin-offset", "inferq-origin-ts",
-                                           "inferq-held-since",    "inferq-not-before"};
+                                           "inferq-held-since",    "inferq-not-before",
+                                           "traceparent"};
         for (size_t i = 0; i < IFQ_ARRAY_LEN(mine); i++)
             rd_kafka_header_remove(h, mine[i]);
+        /* The next round continues this trace under this broker.request. */
+        rd_kafka_header_add(h, "traceparent", -1, o->d.traceparent, -1);
         char num[32];
         rd_kafka_header_add(h, "inferq-origin-topic", -1, meta->topic, -1);
         snprintf(num, sizeof(num), "%d", (int)meta->partition);

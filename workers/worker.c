@@ -1111,7 +1111,8 @@ static void publish_inflight(worker_t *w)
         const char *exp[] = {"EXPIRE", key, "60"};
         ifq_state_queue_cmd(w->state, 4, hset);
         ifq_state_queue_cmd(w->state, 3, exp);
-        ifq_wobs_inflight(w->obs, w->cons[i].dep->name, w->cons[i].inflight);
+        ifq_wobs_deployment(w->obs, w->cons[i].dep->name, w->cons[i].inflight,
+                            (int)w->cons[i].circuit.state);
         ifq_wobs_lag(w->obs, w->cons[i].rk, w->cons[i].group, i == 0);
     }
 }

@@ -124,10 +124,12 @@ size_t ifq_wobs_render(ifq_wobs_t *o, char *buf, size_t size)
     return o ? ifq_metrics_render(o->reg, buf, size) : 0;
 }
 
-void ifq_wobs_inflight(ifq_wobs_t *o, const char *deployment, int inflight)
+void ifq_wobs_deployment(ifq_wobs_t *o, const char *deployment, int inflight, int circuit)
 {
-    if (o)
-        ifq_gauge_set(o->m.inflight, (const char *[]){deployment}, inflight);
+    if (!o)
+        return;
+    ifq_gauge_set(o->m.inflight, (const char *[]){deployment}, inflight);
+    ifq_gauge_set(o->m.circuit, (const char *[]){deployment}, circuit);
 }
 
 void ifq_wobs_circuit(ifq_wobs_t *o, const char *deployment, int state, int opened)

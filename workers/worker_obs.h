@@ -28,9 +28,10 @@ void ifq_wobs_destroy(ifq_wobs_t *o); /* NULL is a no-op */
 /* Appends the Prometheus text of the worker's registry (see metrics.h). */
 size_t ifq_wobs_render(ifq_wobs_t *o, char *buf, size_t size);
 
-/* Periodic gauges: in-flight calls of a deployment, its circuit state
- * (0 closed, 1 open, 2 half-open) and the consumer's lag. */
-void ifq_wobs_inflight(ifq_wobs_t *o, const char *deployment, int inflight);
+/* Periodic gauges (every second): in-flight calls of a deployment and its
+ * circuit state (0 closed, 1 open, 2 half-open); ifq_wobs_circuit on each
+ * change of the circuit (opened: it just opened); the consumer's lag. */
+void ifq_wobs_deployment(ifq_wobs_t *o, const char *deployment, int inflight, int circuit);
 void ifq_wobs_circuit(ifq_wobs_t *o, const char *deployment, int state, int opened);
 void ifq_wobs_lag(ifq_wobs_t *o, rd_kafka_t *consumer, const char *group, int reset);
 /* A duplicate skipped by the idempotency check. */

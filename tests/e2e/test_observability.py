@@ -450,6 +450,9 @@ def test_worker_metrics_count_attempts_failovers_and_latency(run):
     assert dict(slow_wait)[1.0] < dict(slow_wait)[float("inf")], slow_wait
     assert delta(run, "worker", "inferq_model_latency_seconds_count") == \
         delta(run, "worker", "inferq_attempts_total")
+    circuits = {dict(ls)["deployment"]: v for (n, ls), v in after.items()
+                if n == "inferq_circuit_state"}
+    assert circuits.get("good") == 0 and circuits.get("m") == 0, circuits
     assert any(n == "inferq_consumer_lag" for n, _ in after), "no consumer lag gauge"
     assert any(n == "inferq_consumer_lag" for n, _ in run["after"]["broker"])
 
