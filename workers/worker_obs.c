@@ -186,7 +186,8 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
         enq_ns = r->picked_ns;
     ifq_histogram_observe(o->m.queue_wait, (const char *[]){dep->name},
                           (double)(r->picked_ns - enq_ns) / 1e9);
-    if (!o->cfg->trace_enabled || ifq_tracectx_parse(traceparent, &r->ctx) < 0 || !r->ctx.sampled)
+    /* The trace id is wanted in request logs even when no spans are kept. */
+    if (ifq_tracectx_parse(traceparent, &r->ctx) < 0 || !o->cfg->trace_enabled || !r->ctx.sampled)
         return r;
     const char *cid = json_string_value(json_object_get(routed, "custom_id"));
     r->sp = ifq_spans_new(r->ctx.trace_id, cid ? cid : "", ext_str(r, "id"));

@@ -228,7 +228,8 @@ def run(gw, fakes):
 
     traces.wait(complete, 60, "the span messages of every request")
     logs.wait(lambda: sum(1 for r in logs.records if r.key and r.key.decode() in
-                          (cid["ok"], cid["failover"], cid["expired_w"], cid["slow"])) >= 4, 60,
+                          (cid["ok"], cid["failover"], cid["expired_w"], cid["slow"],
+                           cid["unsampled"])) >= 5, 60,
               "the request log records")
     # Nothing more should come; a short bounded poll shows duplicates, if any.
     for _ in range(5):
@@ -481,6 +482,9 @@ def test_request_log_is_redacted_and_only_for_opted_in_teams(run):
     # exactly one record per request
     keys = [r.key.decode() for r in run["logs"] if r.key]
     assert keys.count(cid["ok"]) == 1 and keys.count(cid["failover"]) == 1
+    # an unsampled request is still logged, with its trace id
+    assert cid["unsampled"] in mine, "the unsampled request was not logged"
+    assert json.loads(mine[cid["unsampled"]].value)["trace_id"] == run["unsampled_trace"]
 
 
 def test_no_secret_or_pii_in_traces_and_logs(run, stack_env):

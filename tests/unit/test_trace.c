@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "pipeline.h"
 #include "trace.h"
 
@@ -264,6 +265,48 @@ static void span_ids_are_distinct_hex(void **state)
     assert_int_equal(strspn(a, "0123456789abcdef"), 16);
 }
 
+static void observability_config_keys(void **state)
+{
+    char err[512];
+    ifq_config_t *cfg = ifq_config_parse("", 0, err, sizeof(err));
+    assert_non_null(cfg);
+    assert_int_equal(cfg->trace_enabled, 1);
+    assert_true(cfg->trace_sample_rate == 1.0);
+    assert_string_equal(cfg->topic_traces, "inferq.traces");
+    assert_string_equal(cfg->topic_logs, "inferq.logs");
+    ifq_config_destroy(cfg);
+
+    static const char ok[] = "kafka: {topic_prefix: acme}\n"
+                             "trace: {enabled: false, sample_rate: 0.25}\n"
+                             "teams: {audit: {log_requests: true}, quiet: {}}\n";
+    cfg = ifq_config_parse(ok, strlen(ok), err, sizeof(err));
+    if (!cfg)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->trace_enabled, 0);
+    assert_true(cfg->trace_sample_rate == 0.25);
+    assert_string_equal(cfg->topic_logs, "acme.logs");
+    assert_int_equal(ifq_config_team(cfg, "audit")->log_requests, 1);
+    assert_int_equal(ifq_config_team(cfg, "quiet")->log_requests, 0);
+    ifq_config_destroy(cfg);
+
+    static const struct {
+        const char *yaml, *words;
+    } bad[] = {
+        {"trace: {sample_rate: 1.5}\n", "trace.sample_rate"},
+        {"trace: {sample_rate: often}\n", "trace.sample_rate"},
+        {"trace: {enabled: 3}\n", "trace.enabled"},
+        {"trace: {rate: 1}\n", "rate"},
+        {"teams: {a: {log_requests: yes please}}\n", "log_requests"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg = ifq_config_parse(bad[i].yaml, strlen(bad[i].yaml), err, sizeof(err));
+        if (cfg)
+            fail_msg("accepted: %s", bad[i].yaml);
+        if (!strstr(err, bad[i].words))
+            fail_msg("error for %s does not name %s: %s", bad[i].yaml, bad[i].words, err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +318,7 @@ int main(void)
         cmocka_unit_test(strings_are_escaped_into_valid_json),
         cmocka_unit_test(a_full_batch_drops_and_counts),
         cmocka_unit_test(span_ids_are_distinct_hex),
+        cmocka_unit_test(observability_config_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
