@@ -29,9 +29,11 @@
 #include "kafka.h"
 #include "limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "prompt.h"
 #include "state.h"
+#include "trace.h"
 
 #define TXN_ATTEMPTS 5
 
@@ -82,7 +84,21 @@ typedef struct {
     atomic_llong n_routed, n_rejected, n_expired, n_dlq, n_batches, n_produce_errors;
     atomic_llong n_rate_limited, n_budget, n_cache_hits, n_txn_aborts, n_held;
     int outstanding;
+    char instance[160]; /* service.instance.id of the spans */
+    ifq_metrics_t *metrics;
+    struct {
+        ifq_metric_t *requests, *findings, *routing, *stage, *lag, *spans, *spans_dropped;
+    } m;
+    int64_t lag_read_ms;
 } broker_t;
+
+/* Batch-level stage times (Unix ns) that every request of the batch shares. */
+typedef struct {
+    int64_t admit_start, admit_end, publish_start, publish_end;
+} batch_times_t;
+
+/* The msg_opaque of span messages: their delivery reports are not outcomes. */
+static char span_tag;
 
 static volatile sig_atomic_t stop_requested;
 
@@ -96,6 +112,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     broker_t *b = opaque;
     out_t *o = m->_private;
+    if (o == (void *)&span_tag) {
+        if (m->err)
+            ifq_counter_add(b->m.spans_dropped, NULL, 1);
+        return;
+    }
     b->outstanding--;
     if (!o)
         return;
@@ -146,7 +167,8 @@ static size_t broker_metrics(void *opaque, char *buf, size_t size)
                  (long long)atomic_load(&b->n_cache_hits), (long long)atomic_load(&b->n_held),
                  (long long)atomic_load(&b->n_batches), (long long)atomic_load(&b->n_txn_aborts),
                  (long long)atomic_load(&b->n_produce_errors));
-    return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+    size_t len = n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+    return len + ifq_metrics_render(b->metrics, buf + len, size - len);
 }
 
 static char *broker_models(void *opaque, const char *team, int *status)
@@ -205,9 +227,12 @@ static rd_kafka_headers_t *headers_for(const out_t *o, const ifq_msgmeta_t *meta
             h = rd_kafka_headers_new(8);
         static const char *const mine[] = {"inferq-origin-topic",  "inferq-origin-partition",
                                            "inferq-origin-offset", "inferq-origin-ts",
-                                           "inferq-held-since",    "inferq-not-before"};
+                                           "inferq-held-since",    "inferq-not-before",
+                                           "traceparent"};
         for (size_t i = 0; i < IFQ_ARRAY_LEN(mine); i++)
             rd_kafka_header_remove(h, mine[i]);
+        /* The next round continues this trace under this broker.request. */
+        rd_kafka_header_add(h, "traceparent", -1, o->d.traceparent, -1);
         char num[32];
         rd_kafka_header_add(h, "inferq-origin-topic", -1, meta->topic, -1);
         snprintf(num, sizeof(num), "%d", (int)meta->partition);
@@ -284,6 +309,11 @@ static void side_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
 {
     broker_t *b = opaque;
     out_t *o = m->_private;
+    if (o == (void *)&span_tag) {
+        if (m->err)
+            ifq_counter_add(b->m.spans_dropped, NULL, 1);
+        return;
+    }
     b->side_outstanding--;
     if (!o)
         return;
@@ -486,6 +516,224 @@ static int publish_txn(broker_t *b, rd_kafka_t *consumer, out_t *outs, const ifq
     return -1;
 }
 
+/* ---- observability ---------------------------------------------------------- */
+
+static void metrics_init(broker_t *b)
+{
+    ifq_metrics_t *r = b->metrics;
+    b->m.requests = ifq_metrics_counter(
+        r, "inferq_requests_total",
+        "Requests decided by the broker, by outcome (routed, rejected, expired, succeeded for "
+        "cache hits, held, dlq), error code, team, alias (model requested) and deployment.",
+        "status,code,team,alias,deployment");
+    b->m.findings = ifq_metrics_counter(
+        r, "inferq_guardrail_findings_total",
+        "Guardrail findings by stage (input here), detector and action.", "stage,detector,action");
+    b->m.routing = ifq_metrics_counter(r, "inferq_routing_decisions_total",
+                                       "Routing decisions by alias, strategy and first deployment.",
+                                       "alias,strategy,deployment");
+    b->m.stage = ifq_metrics_histogram(
+        r, "inferq_broker_stage_seconds",
+        "Time per broker stage and request (admission and publish are per batch).", "stage",
+        ifq_metrics_latency_buckets, ifq_metrics_latency_nbuckets);
+    b->m.lag = ifq_metrics_gauge(
+        r, "inferq_consumer_lag",
+        "Messages not yet consumed per partition (high watermark minus position).",
+        "group,topic,partition");
+    b->m.spans = ifq_metrics_counter(r, "inferq_trace_messages_total",
+                                     "OTLP span messages produced to the traces topic.", NULL);
+    b->m.spans_dropped = ifq_metrics_counter(
+        r, "inferq_trace_messages_dropped_total",
+        "Span messages dropped (producer queue full, encoding or delivery failure).", NULL);
+}
+
+static void observe_stage(broker_t *b, const char *stage, int64_t start, int64_t end)
+{
+    if (start && end >= start)
+        ifq_histogram_observe(b->m.stage, (const char *[]){stage}, (double)(end - start) / 1e9);
+}
+
+static void finding_names(const json_t *f, const char **detector, const char **action)
+{
+    *detector = json_string_value(json_object_get(f, "detector"));
+    *action = json_string_value(json_object_get(f, "action"));
+    if (!*detector)
+        *detector = "unknown";
+    if (!*action)
+        *action = "unknown";
+}
+
+static void request_metrics(broker_t *b, const out_t *o)
+{
+    const ifq_decision_t *d = &o->d;
+    const char *status = d->kind == IFQ_OUT_DLQ ? "dlq" : d->state ? d->state : "unknown";
+    const char *labels[] = {status, d->error_code ? d->error_code : "", d->team, d->model_requested,
+                            d->deployment};
+    ifq_counter_add(b->m.requests, labels, 1);
+    size_t i;
+    json_t *f;
+    json_array_foreach(d->findings, i, f)
+    {
+        const char *det, *act;
+        finding_names(f, &det, &act);
+        ifq_counter_add(b->m.findings, (const char *[]){"input", det, act}, 1);
+    }
+    if (d->route_strategy[0]) {
+        const char *first = d->kind == IFQ_OUT_ROUTE ? d->deployment : "";
+        ifq_counter_add(b->m.routing,
+                        (const char *[]){d->model_requested, d->route_strategy, first}, 1);
+    }
+    observe_stage(b, "decode", d->t.start, d->t.decoded);
+    observe_stage(b, "prompt", d->t.prompt_start, d->t.prompt_end);
+    observe_stage(b, "guardrails", d->t.guard_start, d->t.guard_end);
+    observe_stage(b, "route", d->t.route_start, d->t.route_end);
+}
+
+static ifq_span_t *stage_span(ifq_spans_t *sp, const char *name, const char *parent, int64_t start,
+                              int64_t end)
+{
+    if (!start)
+        return NULL;
+    ifq_span_t *s = ifq_span_start(sp, name, IFQ_SPAN_INTERNAL, parent, NULL, start);
+    ifq_span_end(s, end ? end : start);
+    return s;
+}
+
+static void guard_span(ifq_spans_t *sp, const ifq_decision_t *d, const char *parent)
+{
+    ifq_span_t *s = stage_span(sp, "broker.guardrails", parent, d->t.guard_start, d->t.guard_end);
+    if (!s)
+        return;
+    const char *dets[16], *acts[16];
+    size_t n = 0, i;
+    json_t *f;
+    json_array_foreach(d->findings, i, f)
+    {
+        if (n < 16) {
+            finding_names(f, &dets[n], &acts[n]);
+            n++;
+        }
+    }
+    ifq_span_str(s, "inferq.guardrail.stage", "input");
+    ifq_span_int(s, "inferq.guardrail.findings", (int64_t)json_array_size(d->findings));
+    if (n) {
+        ifq_span_strs(s, "inferq.guardrail.detectors", dets, n);
+        ifq_span_strs(s, "inferq.guardrail.actions", acts, n);
+    }
+    ifq_span_bool(s, "inferq.guardrail.blocked", d->blocked_by[0] != 0);
+    if (d->blocked_by[0]) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "blocked by guardrails: %s", d->blocked_by);
+        ifq_span_status(s, IFQ_STATUS_ERROR, msg);
+    }
+}
+
+/* The spans of one request's pass through the broker: broker.request (a
+ * child of the client's span when its traceparent came along; its span id
+ * is the parent id the routed message carries), a child per stage that
+ * ran, and the publish. One message on the traces topic. */
+static void request_spans(broker_t *b, const out_t *o, const ifq_msgmeta_t *meta,
+                          const batch_times_t *bt)
+{
+    const ifq_decision_t *d = &o->d;
+    ifq_tracectx_t ctx, parent;
+    if (!b->cfg->trace_enabled || ifq_tracectx_parse(d->traceparent, &ctx) < 0 || !ctx.sampled)
+        return;
+    int has_parent = ifq_tracectx_parse(meta->traceparent, &parent) == 0;
+    ifq_spans_t *sp = ifq_spans_new(ctx.trace_id, d->custom_id, d->id);
+    ifq_span_t *root = ifq_span_start(sp, "broker.request", IFQ_SPAN_CONSUMER,
+                                      has_parent ? parent.span_id : NULL, ctx.span_id, d->t.start);
+    const char *outcome = d->kind == IFQ_OUT_DLQ ? "dlq" : d->state;
+    ifq_span_str(root, "messaging.system", "kafka");
+    ifq_span_str(root, "messaging.operation.type", "process");
+    ifq_span_str(root, "messaging.destination.name", meta->topic);
+    ifq_span_int(root, "messaging.destination.partition.id", meta->partition);
+    ifq_span_int(root, "messaging.kafka.offset", meta->offset);
+    ifq_span_int(root, "inferq.request_topic_wait_ms", d->t.start / 1000000 - meta->timestamp);
+    ifq_span_str(root, "inferq.outcome", outcome);
+    if (d->team[0])
+        ifq_span_str(root, "inferq.team", d->team);
+    if (d->model_requested[0])
+        ifq_span_str(root, "inferq.alias", d->model_requested);
+    if (d->deployment[0])
+        ifq_span_str(root, "inferq.deployment", d->deployment);
+    if (d->route_strategy[0]) {
+        ifq_span_str(root, "inferq.route.strategy", d->route_strategy);
+        ifq_span_str(root, "inferq.route.decision", d->route_chain);
+    }
+    ifq_span_int(root, "inferq.guardrail.findings", (int64_t)json_array_size(d->findings));
+    if (d->error_code) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "%s: %s", d->error_code, d->reason);
+        ifq_span_str(root, "error.type", d->error_code);
+        ifq_span_status(root, IFQ_STATUS_ERROR, msg);
+    } else if (d->kind == IFQ_OUT_DLQ) {
+        ifq_span_str(root, "error.type", "undecodable");
+        ifq_span_status(root, IFQ_STATUS_ERROR, d->reason);
+    } else if (d->kind != IFQ_OUT_HOLD) {
+        ifq_span_status(root, IFQ_STATUS_OK, NULL);
+    }
+    const char *pid = ctx.span_id;
+    ifq_span_t *dec = stage_span(sp, "broker.decode", pid, d->t.start, d->t.decoded);
+    if (d->kind == IFQ_OUT_DLQ)
+        ifq_span_status(dec, IFQ_STATUS_ERROR, d->reason);
+    stage_span(sp, "broker.prompt", pid, d->t.prompt_start, d->t.prompt_end);
+    guard_span(sp, d, pid);
+    /* The routing decision's attributes are on broker.request only. */
+    stage_span(sp, "broker.route", pid, d->t.route_start, d->t.route_end);
+    if (d->route_strategy[0] && d->cache_key[0]) {
+        ifq_span_t *c = stage_span(sp, "broker.cache", pid, bt->admit_start, bt->admit_end);
+        ifq_span_bool(c, "inferq.cache.hit", d->state && strcmp(d->state, "succeeded") == 0);
+    }
+    if (d->route_strategy[0] &&
+        ifq_limits_apply(ifq_config_team(b->cfg, d->team), d->model_requested)) {
+        ifq_span_t *l = stage_span(sp, "broker.limits", pid, bt->admit_start, bt->admit_end);
+        const char *st = o->admit.status == IFQ_ADMIT_RATE     ? "rate_limited"
+                         : o->admit.status == IFQ_ADMIT_BUDGET ? "budget_exceeded"
+                                                               : "admitted";
+        ifq_span_str(l, "inferq.limits.result", st);
+        if (o->admit.status == IFQ_ADMIT_RATE || o->admit.status == IFQ_ADMIT_BUDGET)
+            ifq_span_status(l, IFQ_STATUS_ERROR, st);
+    }
+    ifq_span_t *pub =
+        ifq_span_start(sp, "broker.publish", IFQ_SPAN_PRODUCER, pid, NULL, bt->publish_start);
+    ifq_span_str(pub, "messaging.system", "kafka");
+    ifq_span_str(pub, "messaging.operation.type", "send");
+    ifq_span_str(pub, "messaging.destination.name", d->topic);
+    ifq_span_end(pub, bt->publish_end);
+    ifq_span_end(root, bt->publish_end);
+    rd_kafka_t *rk = b->side ? b->side : b->producer;
+    if (ifq_spans_produce(sp, rk, b->cfg->topic_traces, "inferq-broker", b->instance, &span_tag) ==
+        0)
+        ifq_counter_add(b->m.spans, NULL, 1);
+    else
+        ifq_counter_add(b->m.spans_dropped, NULL, 1);
+    ifq_spans_destroy(sp);
+}
+
+/* A blocked request is worth a log line (without the matched text). */
+static void request_log(const out_t *o)
+{
+    const ifq_decision_t *d = &o->d;
+    if (!d->error_code || strcmp(d->error_code, "guardrail_blocked") != 0)
+        return;
+    ifq_log_req(IFQ_LOG_INFO, "request_blocked", d->traceparent, d->custom_id,
+                json_pack("{ss ss ss}", "id", d->id, "team", d->team, "detectors", d->blocked_by),
+                "blocked by input guardrails");
+}
+
+/* Lag of the assigned partitions, every 5 s: librdkafka's cached high
+ * watermarks (from fetch responses) minus the consumer's position. */
+static void refresh_lag(broker_t *b)
+{
+    int64_t now = ifq_mono_ms();
+    if (now - b->lag_read_ms < 5000)
+        return;
+    b->lag_read_ms = now;
+    ifq_metric_reset(b->m.lag);
+    ifq_metrics_kafka_lag(b->m.lag, b->consumer, b->cfg->broker_group);
+}
+
 /* ---- the batch -------------------------------------------------------------- */
 
 static void queue_state(broker_t *b, const ifq_decision_t *d, const ifq_msgmeta_t *meta)
@@ -630,7 +878,10 @@ static int process_batch(broker_t *b, rd_kafka_t *consumer, rd_kafka_message_t *
         ifq_pipeline_decide(&b->pipeline, msgs[i]->payload, msgs[i]->len, &metas[i], now,
                             &outs[i].d);
     }
+    batch_times_t bt = {0};
+    bt.admit_start = ifq_now_ns();
     admission_stage(b, outs, n, now);
+    bt.admit_end = ifq_now_ns();
     for (size_t i = 0; i < n; i++) {
         ifq_decision_t *d = &outs[i].d;
         ifq_decision_finish(d);
@@ -650,11 +901,18 @@ static int process_batch(broker_t *b, rd_kafka_t *consumer, rd_kafka_message_t *
         ifq_warn("state_flush_failed", "%s (requests still flow; state catches up)", errstr);
     atomic_store(&b->redis_ok, redis_ok);
 
+    bt.publish_start = ifq_now_ns();
     int rc = b->transactions ? publish_txn(b, consumer, outs, metas, n)
                              : publish_plain(b, consumer, outs, metas, n);
+    bt.publish_end = ifq_now_ns();
+    observe_stage(b, "admission", bt.admit_start, bt.admit_end);
+    observe_stage(b, "publish", bt.publish_start, bt.publish_end);
     for (size_t i = 0; i < n; i++) {
         out_t *o = &outs[i];
         if (rc == 0) {
+            request_metrics(b, o);
+            request_spans(b, o, &metas[i], &bt);
+            request_log(o);
             if (o->d.kind == IFQ_OUT_ROUTE)
                 atomic_fetch_add(&b->n_routed, 1);
             else if (o->d.kind == IFQ_OUT_DLQ)
@@ -780,6 +1038,13 @@ int main(int argc, char **argv)
     }
     int lv = ifq_log_level_parse(level ? level : b.cfg->log_level);
     ifq_log_init("inferq-broker", lv < 0 ? IFQ_LOG_INFO : (ifq_log_level_t)lv);
+    b.metrics = ifq_metrics_new();
+    metrics_init(&b);
+    {
+        char host[128] = "host";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(b.instance, sizeof(b.instance), "%s-%d", host, (int)getpid());
+    }
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -958,6 +1223,9 @@ int main(int argc, char **argv)
          * fetched without waiting: low latency when idle, big batches under
          * load (consume_batch alone would wait out its timeout to fill up). */
         rd_kafka_message_t *first = rd_kafka_consumer_poll(b.consumer, 200);
+        if (b.side)
+            rd_kafka_poll(b.side, 0);
+        refresh_lag(&b);
         if (!first) {
             refresh_health(&b);
             if (serve_deferred(&b, msgs, cap) < 0) {
@@ -1024,6 +1292,7 @@ out:
     ifq_state_destroy(b.state);
     ifq_avro_destroy(b.avro);
     free(b.health.deps);
+    ifq_metrics_destroy(b.metrics);
     ifq_config_destroy(b.cfg);
     return rc;
 }

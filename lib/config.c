@@ -677,7 +677,7 @@ static void parse_teams(vctx_t *v, ifq_config_t *cfg, json_t *teams)
     json_t *t;
     static const char *const keys[] = {
         "models", "reply_topics", "guardrail_policy",        "hmac_key_env",
-        "limits", "budget",       "over_limit_low_priority", NULL};
+        "limits", "budget",       "over_limit_low_priority", "log_requests", NULL};
     static const char *const lkeys[] = {"rpm", "tpm", "models", NULL};
     static const char *const bkeys[] = {"daily_usd", "monthly_usd", NULL};
     static const char *const mkeys[] = {"rpm", "tpm", NULL};
@@ -748,6 +748,7 @@ static void parse_teams(vctx_t *v, ifq_config_t *cfg, json_t *teams)
             return;
         tm->budget_daily_usd = get_price(v, bud, w, "daily_usd");
         tm->budget_monthly_usd = get_price(v, bud, w, "monthly_usd");
+        tm->log_requests = get_bool(v, t, where, "log_requests", 0);
         const char *hold = get_str(v, t, where, "over_limit_low_priority", "reject");
         if (strcmp(hold, "hold") == 0)
             tm->hold_low_priority = 1;
@@ -779,7 +780,8 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
 
     static const char *const top[] = {"kafka",       "redis",   "broker",  "worker",
                                       "deployments", "aliases", "log",     "guardrails",
-                                      "teams",       "cache",   "routing", NULL};
+                                      "teams",       "cache",   "routing", "trace",
+                                      NULL};
     check_keys(&v, root, "config", top);
 
     json_t *kafka = get_section(&v, root, "kafka");
@@ -828,6 +830,7 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         set_topic(&v, cfg->topic_replies, cfg->prefix, "replies");
         set_topic(&v, cfg->topic_traces, cfg->prefix, "traces");
         set_topic(&v, cfg->topic_dlq, cfg->prefix, "dlq");
+        set_topic(&v, cfg->topic_logs, cfg->prefix, "logs");
     }
 
     json_t *redis = get_section(&v, root, "redis");
@@ -847,6 +850,20 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     cfg->log_level = get_str(&v, log, "log", "level", "info");
     if (ifq_log_level_parse(cfg->log_level) < 0)
         verr(&v, "log.level: must be debug, info, warn or error");
+
+    json_t *trace = get_section(&v, root, "trace");
+    static const char *const trkeys[] = {"enabled", "sample_rate", NULL};
+    if (trace)
+        check_keys(&v, trace, "trace", trkeys);
+    cfg->trace_enabled = get_bool(&v, trace, "trace", "enabled", 1);
+    json_t *rate = trace ? json_object_get(trace, "sample_rate") : NULL;
+    cfg->trace_sample_rate = 1.0;
+    if (rate && !json_is_null(rate)) {
+        if (!json_is_number(rate) || json_number_value(rate) < 0 || json_number_value(rate) > 1)
+            verr(&v, "trace.sample_rate: must be a number between 0 and 1");
+        else
+            cfg->trace_sample_rate = json_number_value(rate);
+    }
 
     json_t *broker = get_section(&v, root, "broker");
     static const char *const bkeys[] = {"admin_port",       "group_id",     "max_message_bytes",

@@ -65,6 +65,7 @@ typedef struct ifq_team {
     json_t *model_limits;                        /* object model -> {rpm, tpm}; borrowed */
     double budget_daily_usd, budget_monthly_usd; /* 0 = none */
     int hold_low_priority; /* over a limit, low priority waits instead of failing */
+    int log_requests;      /* write requests and results to the logs topic */
 } ifq_team_t;
 
 typedef struct ifq_config {
@@ -81,6 +82,7 @@ typedef struct ifq_config {
     char topic_replies[IFQ_MAX_TOPIC + 1];
     char topic_traces[IFQ_MAX_TOPIC + 1];
     char topic_dlq[IFQ_MAX_TOPIC + 1];
+    char topic_logs[IFQ_MAX_TOPIC + 1]; /* <prefix>.logs: opt-in request logging */
 
     /* redis */
     const char *redis_url;
@@ -88,6 +90,10 @@ typedef struct ifq_config {
 
     /* logging */
     const char *log_level;
+
+    /* tracing */
+    int trace_enabled;        /* write spans to topic_traces */
+    double trace_sample_rate; /* for traces without a sampled parent; 0..1 */
 
     /* broker */
     int broker_admin_port;

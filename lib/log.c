@@ -33,8 +33,8 @@ int ifq_log_enabled(ifq_log_level_t level)
     return level >= log_level;
 }
 
-static void log_emit(ifq_log_level_t level, const char *event, json_t *fields, const char *fmt,
-                     va_list ap)
+static void log_emit(ifq_log_level_t level, const char *event, const char *trace,
+                     const char *custom_id, json_t *fields, const char *fmt, va_list ap)
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -48,12 +48,20 @@ static void log_emit(ifq_log_level_t level, const char *event, json_t *fields, c
     snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
     json_t *line = json_object();
+    json_object_set_new(line, "time", json_string(when));
     json_object_set_new(line, "ts", json_string(when));
     json_object_set_new(line, "level", json_string(level_names[level]));
     json_object_set_new(line, "service", json_string(log_service));
     json_object_set_new(line, "event", json_string(event));
     if (msg[0])
         json_object_set_new(line, "msg", json_string(msg));
+    if (trace) {
+        /* A traceparent "00-<trace>-<span>-<flags>" or a bare trace id. */
+        const char *t = strlen(trace) == 55 && trace[2] == '-' ? trace + 3 : trace;
+        json_object_set_new(line, "trace_id", json_stringn(t, strnlen(t, 32)));
+    }
+    if (custom_id)
+        json_object_set_new(line, "custom_id", json_string(custom_id));
     if (fields) {
         json_object_update_missing(line, fields);
         json_decref(fields);
@@ -75,7 +83,7 @@ void ifq_log(ifq_log_level_t level, const char *event, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    log_emit(level, event, NULL, fmt, ap);
+    log_emit(level, event, NULL, NULL, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -87,6 +95,19 @@ void ifq_log_fields(ifq_log_level_t level, const char *event, json_t *fields, co
     }
     va_list ap;
     va_start(ap, fmt);
-    log_emit(level, event, fields, fmt, ap);
+    log_emit(level, event, NULL, NULL, fields, fmt, ap);
+    va_end(ap);
+}
+
+void ifq_log_req(ifq_log_level_t level, const char *event, const char *trace, const char *custom_id,
+                 json_t *fields, const char *fmt, ...)
+{
+    if (level < log_level) {
+        json_decref(fields);
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(level, event, trace, custom_id, fields, fmt, ap);
     va_end(ap);
 }

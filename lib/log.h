@@ -1,8 +1,11 @@
 /*
  * log.h - structured JSON log lines on stderr.
  *
- * One line per event: {"ts","level","service","event","msg", ...fields}.
- * Callers never pass prompt text, answers, matched PII or secrets here.
+ * One line per event: {"time","ts","level","service","event","msg",
+ * ["trace_id","custom_id",] ...fields}. "ts" is the same instant as "time"
+ * (kept for readers written before "time"). Event-specific fields sit at
+ * the top level beside these keys and never replace them. Callers never
+ * pass prompt text, answers, matched PII or secrets here.
  */
 #ifndef IFQ_LOG_H
 #define IFQ_LOG_H
@@ -23,6 +26,11 @@ void ifq_log(ifq_log_level_t level, const char *event, const char *fmt, ...)
  * (may be NULL). */
 void ifq_log_fields(ifq_log_level_t level, const char *event, json_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Like ifq_log_fields for one request: adds "trace_id" (32 hex, or taken
+ * from a traceparent) and "custom_id" when not NULL. */
+void ifq_log_req(ifq_log_level_t level, const char *event, const char *trace, const char *custom_id,
+                 json_t *fields, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 #define ifq_debug(ev, ...) ifq_log(IFQ_LOG_DEBUG, ev, __VA_ARGS__)
 #define ifq_info(ev, ...) ifq_log(IFQ_LOG_INFO, ev, __VA_ARGS__)

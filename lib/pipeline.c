@@ -17,6 +17,7 @@
 #include "guard.h"
 #include "limits.h"
 #include "prompt.h"
+#include "trace.h"
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -50,7 +51,10 @@ void ifq_traceparent(char out[56], const char *parent, uint64_t seed)
         snprintf(trace, sizeof(trace), "%016llx%016llx", (unsigned long long)splitmix64(&s),
                  (unsigned long long)splitmix64(&s));
     }
-    snprintf(out, 56, "00-%s-%016llx-01", trace, (unsigned long long)(splitmix64(&s) | 1));
+    char flags[3] = "01";
+    if (traceparent_valid(parent))
+        memcpy(flags, parent + 53, 2);
+    snprintf(out, 56, "00-%s-%016llx-%s", trace, (unsigned long long)(splitmix64(&s) | 1), flags);
 }
 
 void ifq_hmac_hex(const char *key, const void *data, size_t len, char out[65])
@@ -201,14 +205,21 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
 {
     const ifq_config_t *cfg = p->cfg;
     memset(out, 0, sizeof(*out));
+    out->t.start = ifq_now_ns();
     ifq_request_id(out->id, meta->topic, meta->partition, meta->offset, meta->timestamp);
     ifq_traceparent(out->traceparent, meta->traceparent, ifq_fnv1a64(out->id, strlen(out->id), 0));
+    /* Parent-based sampling: a client's traceparent decides; a new trace is
+     * sampled by its id, so every service agrees. */
+    if (!traceparent_valid(meta->traceparent) &&
+        !ifq_trace_sample(out->traceparent + 3, cfg->trace_sample_rate))
+        memcpy(out->traceparent + 53, "00", 2);
     copy_str(out->reply_topic, sizeof(out->reply_topic), cfg->topic_replies);
 
     ifq_request_t req;
     ifq_reqerr_t err;
     ifq_decode_status_t st =
         ifq_request_decode(p->avro, buf, len, cfg->max_message_bytes, &req, &err);
+    out->t.decoded = ifq_now_ns();
     if (st == IFQ_DECODE_DLQ) {
         out->kind = IFQ_OUT_DLQ;
         out->error_code = "undecodable";
@@ -249,12 +260,14 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     json_t *tmpl = json_object_get(req.root, "prompt");
     char prompt_ref[IFQ_PROMPT_REF_SIZE] = "";
     if (tmpl && !json_is_null(tmpl)) {
+        out->t.prompt_start = ifq_now_ns();
         char why[512];
         int prc = p->prompts ? ifq_prompts_render_request(p->prompts, tmpl, req.body, prompt_ref,
                                                           sizeof(prompt_ref), why, sizeof(why))
                              : IFQ_ERR_INVALID;
         if (!p->prompts)
             snprintf(why, sizeof(why), "prompt templates are not available on this broker");
+        out->t.prompt_end = ifq_now_ns();
         if (prc != IFQ_OK) {
             reject(out, req.root, prc == IFQ_ERR_IO ? "internal_error" : "invalid_request", now_ms,
                    "prompt: %s", why);
@@ -284,11 +297,16 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
         if (pol) {
             ifq_guard_verdict_t v;
             ifq_guard_verdict_init(&v);
+            out->t.guard_start = ifq_now_ns();
             ifq_guard_scan_request(pol, req.body, req.kind, &v);
-            if (json_array_size(v.findings))
+            out->t.guard_end = ifq_now_ns();
+            if (json_array_size(v.findings)) {
                 findings = json_incref(v.findings);
+                out->findings = json_incref(v.findings);
+            }
             body_changed |= v.modified;
             if (v.blocked) {
+                copy_str(out->blocked_by, sizeof(out->blocked_by), v.blocked_by);
                 json_t *extra = json_pack("{s{sO}}", "guardrails", "input", v.findings);
                 char msg[400];
                 snprintf(msg, sizeof(msg), "blocked by guardrails: %s", v.blocked_by);
@@ -306,8 +324,10 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     json_t *decision = NULL;
     char why[300];
     double rnd = (double)(splitmix64(&p->rng) >> 11) / (double)(1ULL << 53);
+    out->t.route_start = ifq_now_ns();
     ifq_route_status_t rs = ifq_route_select(cfg, p->health, req.root, req.model, req.kind, rnd,
                                              &route, &decision, why, sizeof(why));
+    out->t.route_end = ifq_now_ns();
     if (rs != IFQ_ROUTE_OK) {
         json_decref(findings);
         reject(out, req.root, rs == IFQ_ROUTE_NOT_FOUND ? "model_not_found" : "context_too_long",
@@ -332,8 +352,16 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
      * worker needs; a client-written "inferq" field is replaced, never
      * trusted. */
     json_t *chain = json_array();
-    for (size_t i = 0; i < route.n; i++)
+    size_t cl = 0;
+    for (size_t i = 0; i < route.n; i++) {
         json_array_append_new(chain, json_string(route.chain[i]->name));
+        int w = snprintf(out->route_chain + cl, sizeof(out->route_chain) - cl, "%s%s",
+                         i ? ">" : "", route.chain[i]->name);
+        if (w > 0 && cl + (size_t)w < sizeof(out->route_chain))
+            cl += (size_t)w;
+    }
+    copy_str(out->route_strategy, sizeof(out->route_strategy),
+             json_string_value(json_object_get(decision, "strategy")));
     json_t *src = json_pack("{ss si sI}", "topic", meta->topic, "partition", (int)meta->partition,
                             "offset", (json_int_t)meta->offset);
     json_t *ext = json_pack("{ss ss so si so so sI ss s[] so sI}", "id", out->id, "model_requested",
@@ -419,6 +447,8 @@ void ifq_decision_clear(ifq_decision_t *d)
 {
     free(d->value);
     d->value = NULL;
+    json_decref(d->findings);
+    d->findings = NULL;
     json_decref(d->request);
     d->request = NULL;
 }

@@ -66,6 +66,17 @@ typedef struct {
     const char *raw;    /* ROUTE: the client's JSON up to its closing brace, borrowed from
                          * the consumed message until finish; NULL: re-serialise */
     size_t raw_len;
+    /* For spans and metrics (lib/trace.h, lib/metrics.h): when each stage
+     * ran, in Unix ns (0: the stage did not run), what the input
+     * guardrails found and how the request was routed. */
+    struct {
+        int64_t start, decoded, prompt_start, prompt_end, guard_start, guard_end, route_start,
+            route_end;
+    } t;
+    json_t *findings;        /* input guardrail findings (owned), NULL when none */
+    char blocked_by[256];    /* the detector(s) that blocked the request */
+    char route_strategy[32]; /* the alias's strategy, "direct" for a deployment */
+    char route_chain[256];   /* the chain, "a>b>c" */
 } ifq_decision_t;
 
 /* Decides one message's outcome. now_ms is the wall clock (for deadlines).
@@ -86,8 +97,10 @@ void ifq_decision_reject(ifq_decision_t *d, const char *status, const char *code
 void ifq_decision_cached(ifq_decision_t *d, const json_t *entry, int64_t now_ms);
 void ifq_decision_clear(ifq_decision_t *d);
 
-/* Generates a W3C traceparent "00-<32 hex>-<16 hex>-01" into out (56 bytes).
- * When parent is a valid traceparent, keeps its trace id with a new span id. */
+/* Generates a W3C traceparent "00-<32 hex>-<16 hex>-<flags>" into out (56
+ * bytes). When parent is a valid traceparent, keeps its trace id and flags
+ * with a new span id; otherwise a new trace, flags 01 (sampled). The
+ * pipeline then applies the configured sample rate to new traces. */
 void ifq_traceparent(char out[56], const char *parent, uint64_t seed);
 
 /* Hex HMAC-SHA256 of data under key into out (65 bytes). */

@@ -36,6 +36,8 @@
 #include "provider.h"
 #include "state.h"
 #include "timers.h"
+#include "trace.h"
+#include "worker_obs.h"
 
 #define MAX_RESPONSE_BYTES (32u * 1024 * 1024)
 #define MAX_PARTS 1024
@@ -92,6 +94,7 @@ typedef struct job {
     char out_topic[IFQ_MAX_TOPIC + 1];
     const char *final_state; /* for Redis after delivery */
     int to_default;          /* result re-sent to the default reply topic */
+    ifq_wreq_t *obs;         /* metrics and spans of this hop (worker_obs.h) */
 } job_t;
 
 /* A circuit breaker per deployment: closed -> open after `threshold`
@@ -148,6 +151,7 @@ typedef struct worker {
     atomic_int ready;
     atomic_llong n_succeeded, n_failed, n_expired, n_failover, n_retries, n_skipped, n_http;
     atomic_int inflight_gauge;
+    ifq_wobs_t *obs;
 } worker_t;
 
 static volatile sig_atomic_t stop_requested;
@@ -274,6 +278,7 @@ static void job_free(worker_t *w, job_t *j)
         j->next->prev = j->prev;
     w->njobs--;
     ifq_timers_cancel(&w->timers, &j->timer);
+    ifq_wreq_destroy(j->obs);
     if (j->easy) {
         curl_multi_remove_handle(w->multi, j->easy);
         curl_easy_cleanup(j->easy);
@@ -346,6 +351,8 @@ static void finish_result(worker_t *w, job_t *j, json_t *res, const char *state)
 {
     const char *reply = json_string_value(json_object_get(j->routed, "reply_to"));
     snprintf(j->out_topic, sizeof(j->out_topic), "%s", reply ? reply : w->cfg->topic_replies);
+    ifq_wreq_finish(j->obs, w->producer, res, state, j->out_topic, j->model_ms);
+    j->obs = NULL;
     j->out = ifq_json_dump(res, &j->out_len);
     json_decref(res);
     j->final_state = state;
@@ -394,7 +401,9 @@ static int guard_output(worker_t *w, job_t *j, json_t *body)
         return 0;
     ifq_guard_verdict_t v;
     ifq_guard_verdict_init(&v);
+    int64_t scan_start = ifq_now_ns();
     ifq_guard_scan_response(pol, body, j->kind, &v);
+    ifq_wreq_guard(j->obs, scan_start, v.findings, v.blocked, v.blocked_by);
     if (json_array_size(v.findings)) {
         json_t *g = json_object_get(j->ext, "guardrails");
         if (!json_is_object(g)) {
@@ -473,12 +482,15 @@ static int failover(worker_t *w, job_t *j)
      * result's timings_ms.model sums every attempt of the chain. */
     json_object_set_new(j->ext, "model_ms", json_integer(j->model_ms));
     ifq_lane_topic(w->cfg, next, j->lane, j->out_topic, sizeof(j->out_topic));
+    ifq_wreq_failover(j->obs, w->producer, j->routed, next->name, j->out_topic, j->traceparent,
+                      sizeof(j->traceparent));
+    j->obs = NULL;
     j->out = ifq_json_dump(j->routed, &j->out_len);
     j->final_state = NULL;
     atomic_fetch_add(&w->n_failover, 1);
-    ifq_log_fields(IFQ_LOG_INFO, "failover",
-                   json_pack("{ss ss ss}", "id", j->id, "from", j->dep->name, "to", next->name),
-                   "chain step %d", (int)hop + 1);
+    ifq_log_req(IFQ_LOG_INFO, "failover", j->traceparent, j->custom_id,
+                json_pack("{ss ss ss}", "id", j->id, "from", j->dep->name, "to", next->name),
+                "chain step %d", (int)hop + 1);
     produce_out(w, j);
     return 0;
 }
@@ -542,8 +554,10 @@ static void start_attempt(worker_t *w, job_t *j)
     ifq_http_req_t hr;
     ifq_upstream_err_t uerr = {0};
     j->attempt++;
+    ifq_wreq_attempt_start(j->obs, j->dep, j->kind, json_object_get(j->routed, "body"), j->attempt);
     if (!prov || prov->build(j->dep, j->kind, json_object_get(j->routed, "body"), key, &hr,
                              &uerr) != IFQ_OK) {
+        ifq_wreq_attempt_end(j->obs, 0, NULL, "invalid_request", uerr.message);
         json_array_append_new(json_object_get(j->ext, "attempts"),
                               attempt_record(j, 0, "invalid_request", uerr.message, 0));
         slot_release(j);
@@ -642,6 +656,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     json_array_append_new(
         json_object_get(j->ext, "attempts"),
         attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency));
+    ifq_wreq_attempt_end(j->obs, status, body, body ? NULL : uerr.type, body ? NULL : uerr.message);
     circuit_record(w, j, body != NULL,
                    status == 0 || status >= 500 || strcmp(uerr.type, "malformed_response") == 0);
     if (body) {
@@ -649,10 +664,10 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         finish_success(w, j, status, body);
         return;
     }
-    ifq_log_fields(IFQ_LOG_INFO, "attempt_failed",
-                   json_pack("{ss ss si sI ss}", "id", j->id, "deployment", j->dep->name, "attempt",
-                             j->attempt, "status", (json_int_t)status, "type", uerr.type),
-                   "%s", uerr.message);
+    ifq_log_req(IFQ_LOG_INFO, "attempt_failed", j->traceparent, j->custom_id,
+                json_pack("{ss ss si sI ss}", "id", j->id, "deployment", j->dep->name, "attempt",
+                          j->attempt, "status", (json_int_t)status, "type", uerr.type),
+                "%s", uerr.message);
 
     int64_t now = ifq_now_ms();
     if (j->deadline_ms && now >= j->deadline_ms) {
@@ -708,6 +723,7 @@ static void circuit_publish(worker_t *w, consumer_t *c)
     ifq_state_queue_cmd(w->state, (int)IFQ_ARRAY_LEN(hset), hset);
     const char *exp[] = {"EXPIRE", key, "86400"};
     ifq_state_queue_cmd(w->state, 3, exp);
+    ifq_wobs_circuit(w->obs, c->dep->name, (int)c->circuit.state, c->circuit.state == CIRCUIT_OPEN);
     ifq_log_fields(IFQ_LOG_WARN, "circuit_changed",
                    json_pack("{ss ss si}", "deployment", c->dep->name, "state",
                              circuit_names[c->circuit.state], "failures", c->circuit.failures),
@@ -856,7 +872,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     worker_t *w = opaque;
     job_t *j = m->_private;
-    if (!j)
+    if (!j || m->_private == (void *)&ifq_wobs_tag)
         return;
     if (m->err) {
         if (j->final_state && !j->to_default && strcmp(j->out_topic, w->cfg->topic_replies) != 0) {
@@ -982,6 +998,8 @@ static void intake(worker_t *w, consumer_t *c)
             dead_letter(w, j, m,
                         "not a routed inferq request (missing inferq.id, custom_id or body)");
         } else {
+            j->obs = ifq_wreq_begin(w->obs, j->routed, j->traceparent, c->dep,
+                                    rd_kafka_message_timestamp(m, NULL));
             batch[n++] = j;
         }
         rd_kafka_message_destroy(m);
@@ -1002,6 +1020,7 @@ static void intake(worker_t *w, consumer_t *c)
         job_t *j = batch[i];
         if (done[i]) {
             atomic_fetch_add(&w->n_skipped, 1);
+            ifq_wobs_duplicate(w->obs, c->dep->name);
             ifq_debug("duplicate_skipped", "%s already answered", j->id);
             job_done(w, j);
             continue;
@@ -1045,7 +1064,8 @@ static size_t worker_metrics(void *opaque, char *buf, size_t size)
         (long long)atomic_load(&w->n_expired), (long long)atomic_load(&w->n_failover),
         (long long)atomic_load(&w->n_retries), (long long)atomic_load(&w->n_skipped),
         (long long)atomic_load(&w->n_http), atomic_load(&w->inflight_gauge));
-    return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+    size_t len = n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+    return len + ifq_wobs_render(w->obs, buf + len, size - len);
 }
 
 /* ---- main loop -------------------------------------------------------------- */
@@ -1091,6 +1111,9 @@ static void publish_inflight(worker_t *w)
         const char *exp[] = {"EXPIRE", key, "60"};
         ifq_state_queue_cmd(w->state, 4, hset);
         ifq_state_queue_cmd(w->state, 3, exp);
+        ifq_wobs_deployment(w->obs, w->cons[i].dep->name, w->cons[i].inflight,
+                            (int)w->cons[i].circuit.state);
+        ifq_wobs_lag(w->obs, w->cons[i].rk, w->cons[i].group, i == 0);
     }
 }
 
@@ -1153,6 +1176,7 @@ int main(int argc, char **argv)
     }
     int lv = ifq_log_level_parse(level ? level : w.cfg->log_level);
     ifq_log_init("inferq-worker", lv < 0 ? IFQ_LOG_INFO : (ifq_log_level_t)lv);
+    w.obs = ifq_wobs_new(w.cfg, w.worker_id);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
@@ -1227,11 +1251,13 @@ int main(int argc, char **argv)
     rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(w.producer);
     rd_kafka_queue_io_event_enable(mainq, w.wake[1], "1", 1);
     if (w.cfg->create_topics) {
-        const char **topics = calloc(3 * w.ncons + 2, sizeof(*topics));
+        const char **topics = calloc(3 * w.ncons + 4, sizeof(*topics));
         char(*lanes)[IFQ_MAX_TOPIC + 1] = calloc(3 * w.ncons, sizeof(*lanes));
         size_t nt = 0;
         topics[nt++] = w.cfg->topic_replies;
         topics[nt++] = w.cfg->topic_dlq;
+        topics[nt++] = w.cfg->topic_traces;
+        topics[nt++] = w.cfg->topic_logs;
         for (size_t i = 0; i < w.ncons; i++)
             for (int lane = 0; lane < 3; lane++) {
                 ifq_lane_topic(w.cfg, w.cons[i].dep, lane, lanes[3 * i + lane], sizeof(lanes[0]));
@@ -1384,6 +1410,7 @@ out:
         rd_kafka_destroy(w.producer);
     ifq_state_destroy(w.state);
     ifq_guard_destroy(w.guard);
+    ifq_wobs_destroy(w.obs);
     free(w.cons);
     ifq_config_destroy(w.cfg);
     curl_global_cleanup();

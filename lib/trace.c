@@ -1,0 +1,524 @@
+/*
+ * trace.c - W3C trace context, sampling, and OTLP/JSON span batches.
+ *
+ * The JSON is written with a small growable buffer: a span's attributes are
+ * appended as text when they are set, so encoding a batch is a few copies.
+ * Strings are escaped for JSON and invalid UTF-8 bytes become '?', so a
+ * message is always valid JSON whatever an upstream error message held.
+ */
+#include "trace.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sb_t;
+
+static void sb_grow(sb_t *b, size_t need)
+{
+    if (b->len + need + 1 <= b->cap || b->oom)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + need + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void sb_putn(sb_t *b, const char *s, size_t n)
+{
+    sb_grow(b, n);
+    if (b->oom)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+#define SB_LIT(b, lit) sb_putn((b), (lit), sizeof(lit) - 1)
+
+/* A decimal integer, without printf. */
+static void sb_i64(sb_t *b, int64_t v)
+{
+    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    sb_putn(b, p, (size_t)(e - p));
+}
+
+static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb_t *b, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        sb_putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* Length of a valid UTF-8 sequence at s (1..4), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = (s[0] & 0xE0) == 0xC0   ? 2
+               : (s[0] & 0xF0) == 0xE0 ? 3
+               : (s[0] & 0xF8) == 0xF0 ? 4
+                                       : 0;
+    if (n == 0 || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* A JSON string literal, quotes included. */
+static void sb_str(sb_t *b, const char *s)
+{
+    SB_LIT(b, "\"");
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && !b->oom) {
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            sb_putn(b, (const char *)run, (size_t)(p - run));
+        if (!*p)
+            break;
+        if (*p == '"' || *p == '\\') {
+            char esc[3] = {'\\', (char)*p, 0};
+            sb_putn(b, esc, 2);
+            p++;
+        } else if (*p < 0x20) {
+            sb_printf(b, "\\u%04x", *p);
+            p++;
+        } else {
+            size_t n = utf8_len(p);
+            if (n) {
+                sb_putn(b, (const char *)p, n);
+                p += n;
+            } else {
+                SB_LIT(b, "?");
+                p++;
+            }
+        }
+    }
+    SB_LIT(b, "\"");
+}
+
+/* ---- trace context ---------------------------------------------------------- */
+
+static int hex_run(const char *s, size_t n)
+{
+    int nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return -1;
+        nonzero |= s[i] != '0';
+    }
+    return nonzero;
+}
+
+int ifq_tracectx_parse(const char *tp, ifq_tracectx_t *out)
+{
+    if (!tp || strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return -1;
+    if (hex_run(tp, 2) < 0 || strncmp(tp, "ff", 2) == 0 || hex_run(tp + 3, 32) != 1 ||
+        hex_run(tp + 36, 16) != 1 || hex_run(tp + 53, 2) < 0)
+        return -1;
+    memcpy(out->trace_id, tp + 3, 32);
+    out->trace_id[32] = '\0';
+    memcpy(out->span_id, tp + 36, 16);
+    out->span_id[16] = '\0';
+    int flags = (int)strtol(tp + 53, NULL, 16);
+    out->sampled = flags & 1;
+    return 0;
+}
+
+void ifq_tracectx_format(const ifq_tracectx_t *c, char out[56])
+{
+    snprintf(out, 56, "00-%.32s-%.16s-%s", c->trace_id, c->span_id, c->sampled ? "01" : "00");
+}
+
+int ifq_trace_sample(const char *trace_id, double rate)
+{
+    if (rate >= 1.0)
+        return 1;
+    if (rate <= 0.0 || !trace_id || strlen(trace_id) < 32)
+        return 0;
+    /* The low 64 bits of the id, as W3C's "random" trace ids put the
+     * randomness there. */
+    uint64_t x = 0;
+    for (int i = 16; i < 32; i++) {
+        int c = trace_id[i];
+        x = (x << 4) | (uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return (double)(x >> 11) < rate * (double)(1ULL << 53);
+}
+
+static _Thread_local uint64_t id_state; /* per-thread span id generator */
+
+static uint64_t next_rand(void)
+{
+    if (!id_state) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        id_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+                   (uint64_t)(uintptr_t)&ts;
+    }
+    uint64_t z = (id_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void ifq_span_id_new(char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v;
+    do
+        v = next_rand();
+    while (v == 0);
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+    out[16] = '\0';
+}
+
+int64_t ifq_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- spans ------------------------------------------------------------------- */
+
+struct ifq_span {
+    char span_id[17];
+    char parent_id[17];
+    char name[128];
+    int kind;
+    int status;
+    char status_msg[257];
+    int64_t start_ns, end_ns;
+    sb_t attrs; /* comma-separated attribute objects */
+};
+
+struct ifq_spans {
+    char trace_id[33];
+    char *custom_id;
+    char *request_id;
+    sb_t common; /* the encoded attributes every span carries */
+    ifq_span_t *spans[IFQ_SPANS_MAX];
+    size_t n;
+    size_t dropped;
+};
+
+static void common_attr(sb_t *o, int *first, const char *key, const char *value);
+
+static void encode_common(ifq_spans_t *b)
+{
+    b->common.len = 0;
+    int first = 1;
+    common_attr(&b->common, &first, "inferq.custom_id", b->custom_id ? b->custom_id : "");
+    common_attr(&b->common, &first, "inferq.request_id", b->request_id);
+}
+
+ifq_spans_t *ifq_spans_new(const char *trace_id, const char *custom_id, const char *request_id)
+{
+    if (!trace_id || strlen(trace_id) != 32 || hex_run(trace_id, 32) < 0)
+        return NULL;
+    ifq_spans_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    memcpy(b->trace_id, trace_id, 33);
+    b->custom_id = custom_id ? strdup(custom_id) : NULL;
+    b->request_id = request_id ? strdup(request_id) : NULL;
+    encode_common(b);
+    return b;
+}
+
+void ifq_spans_destroy(ifq_spans_t *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->spans[i]->attrs.p);
+        free(b->spans[i]);
+    }
+    free(b->custom_id);
+    free(b->request_id);
+    free(b->common.p);
+    free(b);
+}
+
+void ifq_spans_set_request_id(ifq_spans_t *b, const char *request_id)
+{
+    if (!b || !request_id)
+        return;
+    free(b->request_id);
+    b->request_id = strdup(request_id);
+    encode_common(b);
+}
+
+size_t ifq_spans_count(const ifq_spans_t *b)
+{
+    return b ? b->n : 0;
+}
+
+size_t ifq_spans_dropped(const ifq_spans_t *b)
+{
+    return b ? b->dropped : 0;
+}
+
+static void copy_id(char dst[17], const char *src)
+{
+    if (src && strlen(src) == 16 && hex_run(src, 16) == 1)
+        memcpy(dst, src, 17);
+    else
+        dst[0] = '\0';
+}
+
+ifq_span_t *ifq_span_start(ifq_spans_t *b, const char *name, int kind, const char *parent_id,
+                           const char *span_id, int64_t start_ns)
+{
+    if (!b)
+        return NULL;
+    if (b->n >= IFQ_SPANS_MAX) {
+        b->dropped++;
+        return NULL;
+    }
+    ifq_span_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        b->dropped++;
+        return NULL;
+    }
+    copy_id(s->span_id, span_id);
+    if (!s->span_id[0])
+        ifq_span_id_new(s->span_id);
+    copy_id(s->parent_id, parent_id);
+    snprintf(s->name, sizeof(s->name), "%s", name ? name : "span");
+    s->kind = kind >= 1 && kind <= 5 ? kind : IFQ_SPAN_INTERNAL;
+    s->start_ns = start_ns ? start_ns : ifq_now_ns();
+    b->spans[b->n++] = s;
+    return s;
+}
+
+const char *ifq_span_id(const ifq_span_t *s)
+{
+    return s ? s->span_id : "";
+}
+
+static void attr_open(ifq_span_t *s, const char *key)
+{
+    if (s->attrs.len)
+        SB_LIT(&s->attrs, ",");
+    SB_LIT(&s->attrs, "{\"key\":");
+    sb_str(&s->attrs, key);
+    SB_LIT(&s->attrs, ",\"value\":{");
+}
+
+void ifq_span_str(ifq_span_t *s, const char *key, const char *value)
+{
+    if (!s || !key || !value)
+        return;
+    attr_open(s, key);
+    SB_LIT(&s->attrs, "\"stringValue\":");
+    sb_str(&s->attrs, value);
+    SB_LIT(&s->attrs, "}}");
+}
+
+void ifq_span_int(ifq_span_t *s, const char *key, int64_t value)
+{
+    if (!s || !key)
+        return;
+    attr_open(s, key);
+    SB_LIT(&s->attrs, "\"intValue\":\"");
+    sb_i64(&s->attrs, value);
+    SB_LIT(&s->attrs, "\"}}");
+}
+
+void ifq_span_double(ifq_span_t *s, const char *key, double value)
+{
+    if (!s || !key)
+        return;
+    attr_open(s, key);
+    /* JSON has no NaN or infinities. */
+    if (value != value || value > 1e300 || value < -1e300)
+        value = 0;
+    /* The shortest of %.15g and %.17g that reads back exactly. */
+    char num[40];
+    snprintf(num, sizeof(num), "%.15g", value);
+    if (strtod(num, NULL) != value)
+        snprintf(num, sizeof(num), "%.17g", value);
+    SB_LIT(&s->attrs, "\"doubleValue\":");
+    sb_putn(&s->attrs, num, strlen(num));
+    SB_LIT(&s->attrs, "}}");
+}
+
+void ifq_span_bool(ifq_span_t *s, const char *key, int value)
+{
+    if (!s || !key)
+        return;
+    attr_open(s, key);
+    if (value)
+        SB_LIT(&s->attrs, "\"boolValue\":true}}");
+    else
+        SB_LIT(&s->attrs, "\"boolValue\":false}}");
+}
+
+void ifq_span_strs(ifq_span_t *s, const char *key, const char *const *values, size_t n)
+{
+    if (!s || !key)
+        return;
+    attr_open(s, key);
+    SB_LIT(&s->attrs, "\"arrayValue\":{\"values\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            SB_LIT(&s->attrs, ",");
+        SB_LIT(&s->attrs, "{\"stringValue\":");
+        sb_str(&s->attrs, values[i] ? values[i] : "");
+        SB_LIT(&s->attrs, "}");
+    }
+    SB_LIT(&s->attrs, "]}}}");
+}
+
+void ifq_span_status(ifq_span_t *s, int code, const char *message)
+{
+    if (!s)
+        return;
+    s->status = code >= 0 && code <= 2 ? code : IFQ_STATUS_UNSET;
+    snprintf(s->status_msg, sizeof(s->status_msg), "%s", message ? message : "");
+}
+
+void ifq_span_end(ifq_span_t *s, int64_t end_ns)
+{
+    if (!s)
+        return;
+    s->end_ns = end_ns ? end_ns : ifq_now_ns();
+    if (s->end_ns < s->start_ns)
+        s->end_ns = s->start_ns;
+}
+
+static void common_attr(sb_t *o, int *first, const char *key, const char *value)
+{
+    if (!value)
+        return;
+    if (!*first)
+        SB_LIT(o, ",");
+    SB_LIT(o, "{\"key\":");
+    *first = 0;
+    sb_str(o, key);
+    SB_LIT(o, ",\"value\":{\"stringValue\":");
+    sb_str(o, value);
+    SB_LIT(o, "}}");
+}
+
+static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int64_t now)
+{
+    SB_LIT(o, "{\"traceId\":\"");
+    sb_putn(o, b->trace_id, 32);
+    SB_LIT(o, "\",\"spanId\":\"");
+    sb_putn(o, s->span_id, 16);
+    if (s->parent_id[0]) {
+        SB_LIT(o, "\",\"parentSpanId\":\"");
+        sb_putn(o, s->parent_id, 16);
+    }
+    SB_LIT(o, "\",\"name\":");
+    sb_str(o, s->name);
+    int64_t end = s->end_ns ? s->end_ns : now < s->start_ns ? s->start_ns : now;
+    SB_LIT(o, ",\"kind\":");
+    sb_i64(o, s->kind);
+    SB_LIT(o, ",\"startTimeUnixNano\":\"");
+    sb_i64(o, s->start_ns);
+    SB_LIT(o, "\",\"endTimeUnixNano\":\"");
+    sb_i64(o, end);
+    SB_LIT(o, "\",\"attributes\":[");
+    sb_putn(o, b->common.p, b->common.len);
+    if (s->attrs.len) {
+        SB_LIT(o, ",");
+        sb_putn(o, s->attrs.p, s->attrs.len);
+    }
+    SB_LIT(o, "],\"status\":{\"code\":");
+    sb_i64(o, s->status);
+    if (s->status_msg[0]) {
+        SB_LIT(o, ",\"message\":");
+        sb_str(o, s->status_msg);
+    }
+    SB_LIT(o, "}}");
+}
+
+char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *instance, size_t *len)
+{
+    if (!b)
+        return NULL;
+    sb_t o = {0};
+    sb_grow(&o, 512 + b->n * 512);
+    SB_LIT(&o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    int first = 1;
+    common_attr(&o, &first, "service.name", service ? service : "inferq");
+    common_attr(&o, &first, "service.instance.id", instance);
+    SB_LIT(&o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
+    int64_t now = ifq_now_ns();
+    for (size_t i = 0; i < b->n; i++) {
+        if (i)
+            SB_LIT(&o, ",");
+        encode_span(&o, b, b->spans[i], now);
+    }
+    SB_LIT(&o, "]}]}]}");
+    o.oom |= b->common.oom;
+    for (size_t i = 0; i < b->n; i++)
+        o.oom |= b->spans[i]->attrs.oom;
+    if (o.oom) {
+        free(o.p);
+        return NULL;
+    }
+    if (len)
+        *len = o.len;
+    return o.p;
+}
+
+int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic, const char *service,
+                      const char *instance, void *msg_opaque)
+{
+    if (!b || b->n == 0)
+        return 0;
+    size_t len = 0;
+    char *text = ifq_spans_encode(b, service, instance, &len);
+    if (!text)
+        return -1;
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(text, len),
+        RD_KAFKA_V_KEY((void *)b->trace_id, 32), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+        RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_OPAQUE(msg_opaque),
+        RD_KAFKA_V_END);
+    if (err) {
+        free(text);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,82 @@
+/*
+ * worker_obs.h - the worker's observability: its metrics, the spans of
+ * each request it handles (queue wait, worker.request, one GenAI client
+ * span per provider call, output guardrails, reply or failover hand-off),
+ * and opt-in request/response logging to the logs topic.
+ *
+ * worker.c calls these from a few hook sites; everything here runs on the
+ * worker's event-loop thread except ifq_wobs_render (admin thread), which
+ * only reads the thread-safe metrics registry.
+ */
+#ifndef IFQ_WORKER_OBS_H
+#define IFQ_WORKER_OBS_H
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "envelope.h"
+
+typedef struct ifq_wobs ifq_wobs_t; /* one per worker process */
+typedef struct ifq_wreq ifq_wreq_t; /* one per request being handled */
+
+/* cfg is borrowed for the worker's life; instance is copied. NULL when out
+ * of memory (the worker then runs without metrics and spans). */
+ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance);
+void ifq_wobs_destroy(ifq_wobs_t *o); /* NULL is a no-op */
+/* Appends the Prometheus text of the worker's registry (see metrics.h). */
+size_t ifq_wobs_render(ifq_wobs_t *o, char *buf, size_t size);
+
+/* Periodic gauges (every second): in-flight calls of a deployment and its
+ * circuit state (0 closed, 1 open, 2 half-open); ifq_wobs_circuit on each
+ * change of the circuit (opened: it just opened); the consumer's lag. */
+void ifq_wobs_deployment(ifq_wobs_t *o, const char *deployment, int inflight, int circuit);
+void ifq_wobs_circuit(ifq_wobs_t *o, const char *deployment, int state, int opened);
+void ifq_wobs_lag(ifq_wobs_t *o, rd_kafka_t *consumer, const char *group, int reset);
+/* A duplicate skipped by the idempotency check. */
+void ifq_wobs_duplicate(ifq_wobs_t *o, const char *deployment);
+
+/* A request taken from a per-model topic. routed is borrowed for the
+ * request's life (its "inferq" object is read again at finish).
+ * traceparent is the routed message's context (its span id is the parent
+ * of this hop's spans); enqueued_ms the routed message's Kafka timestamp.
+ * Returns NULL when out of memory; every ifq_wreq_* accepts NULL. */
+ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *traceparent,
+                           const ifq_deployment_t *dep, int64_t enqueued_ms);
+/* Releases a request that ends without a result (handed back while
+ * draining). NULL is a no-op. */
+void ifq_wreq_destroy(ifq_wreq_t *r);
+
+/* One provider call: started (body = the OpenAI-shaped request body, for
+ * max_tokens and temperature) and ended (resp = the parsed answer or NULL;
+ * status 0 when there was no HTTP response; err_type NULL on success). */
+void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_kind_t kind,
+                            const json_t *body, int attempt);
+void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
+                          const char *err_msg);
+/* Output guardrails ran from start_ns to now with these findings (array of
+ * finding objects, borrowed). */
+void ifq_wreq_guard(ifq_wreq_t *r, int64_t start_ns, const json_t *findings, int blocked,
+                    const char *blocked_by);
+
+/* The request leaves this worker: the result res (borrowed; its inferq
+ * object says status, usage, cost, error) goes to reply_topic. Records the
+ * metrics, ends and produces the spans (on rk, without waiting), and, when
+ * the team logs requests, writes the request (as routed: redacted by the
+ * input guardrails) and the result (after the output guardrails) to the logs
+ * topic. Frees r. */
+void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *res, const char *state,
+                     const char *reply_topic, int64_t model_ms);
+/* The request moves to the next deployment of its chain (next_topic).
+ * Writes a new traceparent (this hop's hand-off span as the parent of the
+ * next hop) into traceparent (size bytes) and into routed.inferq, produces
+ * this hop's spans, counts the failover, frees r. */
+void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char *next_deployment,
+                       const char *next_topic, char *traceparent, size_t size);
+
+/* The msg_opaque of the span and log messages; the worker's delivery
+ * callback ignores reports that carry it. */
+extern char ifq_wobs_tag;
+
+#endif
