@@ -419,7 +419,7 @@ static json_t *guardrails_from_metrics(const char *text)
                 if (end != close + 1 && v > 0)
                     json_array_append_new(arr, json_pack("{ss ss ss sI}", "stage", stage,
                                                          "detector", detector, "action", action,
-                                                         (json_int_t)(v + 0.5)));
+                                                         "count", (json_int_t)(v + 0.5)));
             }
         }
         line = eol ? eol + 1 : NULL;
