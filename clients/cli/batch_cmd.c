@@ -474,6 +474,21 @@ static FILE *open_output(const char *path, int resume)
     return f;
 }
 
+/* Peak resident set of this process image in KiB (VmHWM; getrusage's
+ * ru_maxrss would include the parent's image from before exec). */
+static long peak_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
 static void print_summary(batch_t *b, int rc)
 {
     long missing = b->sent - b->succeeded - b->failed - b->undelivered;
@@ -486,12 +501,13 @@ static void print_summary(batch_t *b, int rc)
             b->err ? ", " : "", b->err ? b->o.err_path : "", el);
     if (b->o.as_json) {
         json_t *j = json_pack(
-            "{ss ss s? sI sI sI sI sI sI sI sb sf si}", "input", b->o.in_path, "output",
+            "{ss ss so sI sI sI sI sI sI sI sb sf si sI}", "input", b->o.in_path, "output",
             b->o.out_path, "errors", b->o.err_path ? json_string(b->o.err_path) : json_null(),
             "lines", (json_int_t)b->total, "skipped", (json_int_t)b->skipped, "sent",
             (json_int_t)b->sent, "succeeded", (json_int_t)b->succeeded, "failed",
             (json_int_t)b->failed, "undelivered", (json_int_t)b->undelivered, "missing",
-            (json_int_t)missing, "interrupted", cli_interrupted != 0, "elapsed_s", el, "exit", rc);
+            (json_int_t)missing, "interrupted", cli_interrupted != 0, "elapsed_s", el, "exit", rc,
+            "peak_rss_kib", (json_int_t)peak_rss_kib());
         char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
         puts(s);
         free(s);

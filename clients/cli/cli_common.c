@@ -239,7 +239,8 @@ int cli_client_open(cli_client_t *c, const char *reply_topic, int with_producer,
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->listener, reply_topic, NULL);
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    for (int tries = 0; tries < 20 && !cli_interrupted; tries++) {
+    int64_t until = ifq_mono_ms() + 15000; /* then Kafka counts as unreachable */
+    for (int tries = 0; ifq_mono_ms() < until && !cli_interrupted; tries++) {
         err = rd_kafka_metadata(c->listener, 0, rkt, &md, 5000);
         if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0)
             break;
@@ -265,7 +266,7 @@ int cli_client_open(cli_client_t *c, const char *reply_topic, int with_producer,
         int32_t p = md->topics[0].partitions[i].id;
         int64_t lo = 0, hi = 0;
         /* a topic created a moment ago may not have its leaders yet */
-        int64_t until = ifq_mono_ms() + 15000;
+        until = ifq_mono_ms() + 15000;
         while ((err = rd_kafka_query_watermark_offsets(c->listener, reply_topic, p, &lo, &hi,
                                                        10000)) != 0 &&
                (err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
