@@ -218,6 +218,10 @@ static void load_done(const char *path, cli_u64set_t *done)
         lineno++;
         pos += n;
         int complete = buf[n - 1] == '\n';
+        if (complete && strspn(buf, " \t\r\n") == (size_t)n) {
+            good_end = pos; /* a blank line */
+            continue;
+        }
         json_t *res = complete ? json_loadb(buf, (size_t)n, 0, NULL) : NULL;
         const char *cid = json_string_value(json_object_get(res, "custom_id"));
         if (cid) {
@@ -363,6 +367,8 @@ static int send_all(batch_t *b, FILE *in, const cli_u64set_t *done)
         while ((long)b->inflight.n >= b->o.max_in_flight && !cli_interrupted) {
             pump(b, 100);
             if (ifq_mono_ms() - b->last_result_ms > b->o.timeout_s * 1000) {
+                fprintf(stderr, "inferq: no result for %ld s; %zu request(s) still in flight\n",
+                        b->o.timeout_s, b->inflight.n);
                 rc = CLI_INFRA;
                 break;
             }

@@ -269,6 +269,42 @@ def test_max_in_flight_bounds_concurrency_and_progress_lines_without_tty(gw, fak
     assert peak > 4, f"with --max-in-flight 32 the model saw only {peak} at once"
 
 
+def test_progress_bar_on_a_tty(gw, tmp_path):
+    import pty
+    tag = unique("tty")
+    rows = [chat(f"{tag}-{i}", f"[[fake:latency=100]] t {i}") for i in range(40)]
+    inp, out = tmp_path / "tty.jsonl", tmp_path / "tty.out.jsonl"
+    write_jsonl(inp, rows)
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(cli_argv(gw, "batch", "run", str(inp), "-o", str(out),
+                                      "--max-in-flight", "8", "--timeout", "120"),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                             env=gw.env.child_env())
+        os.close(slave)
+        slave = -1
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)  # EIO once the child closed the pty
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        assert p.wait(60) == 0, buf.decode(errors="replace")[-2000:]
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = buf.decode(errors="replace")
+    bars = re.findall(r"\r\[([#.]{30})\] +(\d+)% (\d+)/40 +\d+/s +ETA [-\d:]+ +in flight \d+ +"
+                      r"failed 0\x1b\[K", text)
+    assert len(bars) >= 2, f"no progress bar on a TTY:\n{text[-1500:]!r}"
+    assert bars[-1][1:] == ("100", "40") and bars[-1][0] == "#" * 30, bars[-1]
+    assert "inferq batch:" not in text, "plain progress lines on a TTY"
+
+
 def test_sigint_then_resume_gives_every_custom_id_exactly_once(gw, tmp_path):
     tag = unique("res")
     n = 300
