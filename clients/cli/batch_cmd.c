@@ -325,13 +325,12 @@ static void pump(batch_t *b, int timeout_ms)
 {
     rd_kafka_poll(b->c.producer, 0);
     rd_kafka_message_t *m = rd_kafka_consumer_poll(b->c.listener, timeout_ms);
-    for (int i = 0; m && i < 1000; i++) {
+    for (int i = 0; m; i++) {
         on_result(b, m);
         rd_kafka_message_destroy(m);
-        m = rd_kafka_consumer_poll(b->c.listener, 0);
+        /* at most 1000 in one go, so that sending goes on */
+        m = i < 1000 ? rd_kafka_consumer_poll(b->c.listener, 0) : NULL;
     }
-    if (m)
-        rd_kafka_message_destroy(m);
     if (ifq_mono_ms() - b->last_flush_ms >= 200)
         flush_files(b);
     progress(b, 0);
