@@ -218,6 +218,46 @@ def test_good_and_failing_lines_go_to_out_and_errors(gw, tmp_path):
     assert "echo: line" not in o and f"{good[0]}" in o
 
 
+def replies_total(gw):
+    c = Consumer({"bootstrap.servers": gw.env.bootstrap, "group.id": unique("e2e-wm-")})
+    try:
+        md = c.list_topics(gw.replies, timeout=10).topics[gw.replies]
+        return sum(c.get_watermark_offsets(TopicPartition(gw.replies, p), timeout=10)[1]
+                   for p in md.partitions)
+    finally:
+        c.close()
+
+
+def test_a_burst_of_queued_results_is_read_completely(gw, fake, tmp_path):
+    """Thousands of results waiting at once (the CLI was stopped while the
+    gateway answered): every one is matched and written."""
+    tag = unique("burst")
+    n = 3000
+    rows = [chat(f"{tag}-{i}", f"b {i}") for i in range(n)]
+    inp, out = tmp_path / "burst.jsonl", tmp_path / "burst.out.jsonl"
+    write_jsonl(inp, rows)
+    base = replies_total(gw)
+    p = subprocess.Popen(cli_argv(gw, "batch", "run", str(inp), "-o", str(out), "--max-in-flight",
+                                  str(n), "--timeout", "30", "--quiet", "--json"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=gw.env.child_env())
+    try:
+        # stop the CLI once the gateway answers, let results pile up, go on
+        wait_until(lambda: replies_total(gw) > base or p.poll() is not None, 60,
+                   "the first results")
+        p.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: replies_total(gw) - base >= 2500, 60,
+                       "2500 results on the reply topic")
+        finally:
+            p.send_signal(signal.SIGCONT)
+        o, e = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, f"exit {p.returncode}\n{e.decode()[-1500:]}"
+    assert sorted(ids_of(read_jsonl(out))) == sorted(r["custom_id"] for r in rows)
+
+
 def test_duplicate_custom_id_or_bad_line_refused_before_anything_is_sent(gw, tmp_path):
     tag = unique("dup")
     rows = [chat(f"{tag}-{i}", "x") for i in range(2000)]
