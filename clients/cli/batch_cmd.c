@@ -67,7 +67,7 @@ static void batch_usage(FILE *f)
           "OUT as it arrives (failed ones to ERR when --errors is given).\n"
           "  -o, --output FILE          output file (truncated unless --resume)\n"
           "  -e, --errors FILE          failed results go here instead of OUT\n"
-          "  -n, --max-in-flight N      at most N requests awaiting a result (default 1000)\n"
+          "  -n, --max-in-flight N      at most N requests awaiting a result (default 10000)\n"
           "  -r, --resume               skip custom_ids already in OUT/ERR, append\n"
           "  -t, --timeout S            give up after S s without any result (default 600)\n"
           "  -g, --grace S              after Ctrl-C, wait S s for in-flight results (default 5)\n"
@@ -530,7 +530,7 @@ int cli_batch(ifq_config_t *cfg, int argc, char **argv, int use_avro)
         batch_usage(stderr);
         return CLI_USAGE;
     }
-    batch_t b = {.o = {.max_in_flight = 1000,
+    batch_t b = {.o = {.max_in_flight = 10000,
                        .timeout_s = 600,
                        .grace_s = 5,
                        .progress_s = 10,
