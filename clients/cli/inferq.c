@@ -431,7 +431,8 @@ static const command_t commands[] = {
      "models [--team T] [--json]\n"
      "      Lists the models (aliases and deployments) a team may use, with health.\n"},
     {"usage", run_usage,
-     "usage [--team T] [--model M] [--since 24h|7d|YYYY-MM-DD] [--by team|deployment] [--json]\n"
+     "usage [--team T] [--model M] [--since 24h|7d|YYYY-MM-DD] [--by team|deployment]\n        "
+     "[--scan] [--json]\n"
      "      Requests, tokens and cost per team and model from the Redis counters.\n"},
     {"tail", run_tail,
      "tail [TOPIC] [--from-beginning] [--raw] [--follow|--no-follow] [--filter-status S]\n"

@@ -8,6 +8,12 @@
  * each a hash of requests, input_tokens, output_tokens and cost_usd. Days are
  * UTC days, so --since selects whole days: every day that overlaps the
  * window from the given start until now.
+ *
+ * The keys are built from the configuration's teams, aliases and deployments
+ * (plus "auto") and read with one pipelined HGETALL each, so the cost does
+ * not depend on how many other keys Redis holds; --scan finds keys of teams
+ * or models no longer configured with SCAN instead (a walk over the whole
+ * keyspace).
  */
 #include <getopt.h>
 #include <hiredis/hiredis.h>
@@ -25,7 +31,7 @@
 static void usage_usage(FILE *f)
 {
     fputs("usage: inferq usage [--team T] [--model M] [--since 24h|7d|YYYY-MM-DD]\n"
-          "                    [--by team|deployment] [--json]\n"
+          "                    [--by team|deployment] [--scan] [--json]\n"
           "\n"
           "Requests, tokens and cost per team and model from the workers' Redis counters,\n"
           "as a table with totals. Counters are kept per UTC day: --since selects every\n"
@@ -35,6 +41,8 @@ static void usage_usage(FILE *f)
           "                   with --by deployment, only deployment M\n"
           "  -s, --since W    Nh (hours), Nd (days) or a date YYYY-MM-DD (UTC)\n"
           "      --by K       team (rows per team and model, default) or deployment\n"
+          "      --scan       find the keys with SCAN (also teams and models no longer in\n"
+          "                   the configuration; walks the whole Redis keyspace)\n"
           "      --json       JSON on stdout\n"
           "Exit: 0 rows printed, 1 nothing recorded for the selection, 2 usage error,\n"
           "3 Redis unreachable.\n",
@@ -126,9 +134,10 @@ static void add_hash(row_t *r, const redisReply *h)
     }
 }
 
-/* Reads every matching key of one day into rows. Returns 0 or CLI_INFRA. */
-static int read_day(redisContext *rc, const char *prefix, const char *day, int by_dep,
-                    const char *team, const char *model, rows_t *rows)
+/* --scan: reads every matching key of one day into rows. Returns 0 or
+ * CLI_INFRA. */
+static int read_day_scan(redisContext *rc, const char *prefix, const char *day, int by_dep,
+                         const char *team, const char *model, rows_t *rows)
 {
     char pat[512], cursor[32] = "0";
     snprintf(pat, sizeof(pat), "%s:usage:%s:%s:*", prefix, day, by_dep ? "deployment" : "team");
@@ -187,6 +196,69 @@ static int read_day(redisContext *rc, const char *prefix, const char *day, int b
     return 0;
 }
 
+/* One candidate key and the row it adds to. */
+typedef struct {
+    char key[768];
+    const char *team, *model;
+} cand_t;
+
+/* Reads the keys of the configured teams x models (or deployments) of one
+ * day, pipelined. Returns 0 or CLI_INFRA. */
+static int read_day_direct(redisContext *rc, const ifq_config_t *cfg, const char *day, int by_dep,
+                           const char *team, const char *model, rows_t *rows)
+{
+    size_t nm = model ? 1 : cfg->n_deployments + (by_dep ? 0 : cfg->n_aliases + 1);
+    size_t nt = by_dep ? 1 : team ? 1 : cfg->n_teams;
+    const char **models = calloc(nm + 1, sizeof(*models));
+    size_t k = 0;
+    if (model) {
+        models[k++] = model;
+    } else {
+        for (size_t i = 0; i < cfg->n_deployments; i++)
+            models[k++] = cfg->deployments[i].name;
+        for (size_t i = 0; !by_dep && i < cfg->n_aliases; i++)
+            models[k++] = cfg->aliases[i].name;
+        if (!by_dep)
+            models[k++] = "auto";
+    }
+    cand_t *c = calloc(nt * nm + 1, sizeof(*c));
+    size_t n = 0;
+    for (size_t t = 0; t < nt; t++) {
+        const char *tn = by_dep ? "*" : team ? team : cfg->teams[t].name;
+        for (size_t m = 0; m < nm; m++) {
+            if (by_dep)
+                snprintf(c[n].key, sizeof(c[n].key), "%s:usage:%s:deployment:%s", cfg->prefix, day,
+                         models[m]);
+            else
+                snprintf(c[n].key, sizeof(c[n].key), "%s:usage:%s:team:%s:model:%s", cfg->prefix,
+                         day, tn, models[m]);
+            c[n].team = tn;
+            c[n].model = models[m];
+            redisAppendCommand(rc, "HGETALL %s", c[n].key);
+            n++;
+        }
+    }
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *h = NULL;
+        if (redisGetReply(rc, (void **)&h) != REDIS_OK) {
+            fprintf(stderr, "inferq: redis: %s\n", rc->errstr);
+            err = CLI_INFRA;
+            break;
+        }
+        if (h && h->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "inferq: redis HGETALL: %s\n", h->str);
+            err = CLI_INFRA;
+        } else if (h && h->type == REDIS_REPLY_ARRAY && h->elements > 0) {
+            add_hash(row_get(rows, c[i].team, c[i].model), h);
+        }
+        freeReplyObject(h);
+    }
+    free(c);
+    free(models);
+    return err;
+}
+
 static void print_table(const rows_t *rows, const row_t *tot, int by_dep)
 {
     const char *h1 = by_dep ? "DEPLOYMENT" : "TEAM", *h2 = by_dep ? "" : "MODEL";
@@ -238,16 +310,14 @@ static json_t *row_json(const row_t *r, int by_dep, int total)
 
 int cli_usage(ifq_config_t *cfg, int argc, char **argv)
 {
-    enum { O_BY = 256, O_JSON };
-    static const struct option opts[] = {{"team", required_argument, NULL, 't'},
-                                         {"model", required_argument, NULL, 'm'},
-                                         {"since", required_argument, NULL, 's'},
-                                         {"by", required_argument, NULL, O_BY},
-                                         {"json", no_argument, NULL, O_JSON},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    enum { O_BY = 256, O_JSON, O_SCAN };
+    static const struct option opts[] = {
+        {"team", required_argument, NULL, 't'},  {"model", required_argument, NULL, 'm'},
+        {"since", required_argument, NULL, 's'}, {"by", required_argument, NULL, O_BY},
+        {"json", no_argument, NULL, O_JSON},     {"scan", no_argument, NULL, O_SCAN},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     const char *team = NULL, *model = NULL, *since = NULL;
-    int by_dep = 0, as_json = 0, c;
+    int by_dep = 0, as_json = 0, scan = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "t:m:s:h", opts, NULL)) != -1) {
@@ -269,6 +339,9 @@ int cli_usage(ifq_config_t *cfg, int argc, char **argv)
             break;
         case O_JSON:
             as_json = 1;
+            break;
+        case O_SCAN:
+            scan = 1;
             break;
         case 'h':
             usage_usage(stdout);
@@ -306,7 +379,8 @@ int cli_usage(ifq_config_t *cfg, int argc, char **argv)
         gmtime_r(&t, &tm);
         strftime(day, sizeof(day), "%Y-%m-%d", &tm);
         json_array_append_new(days, json_string(day));
-        err = read_day(rc, cfg->prefix, day, by_dep, team, model, &rows);
+        err = scan ? read_day_scan(rc, cfg->prefix, day, by_dep, team, model, &rows)
+                   : read_day_direct(rc, cfg, day, by_dep, team, model, &rows);
     }
     redisFree(rc);
     row_t tot = {0};

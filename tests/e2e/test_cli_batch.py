@@ -233,27 +233,32 @@ def test_a_burst_of_queued_results_is_read_completely(gw, fake, tmp_path):
     gateway answered): every one is matched and written."""
     tag = unique("burst")
     n = 3000
-    rows = [chat(f"{tag}-{i}", f"b {i}") for i in range(n)]
+    # 300 ms a request, 256 at once in the worker: the gateway needs 3.5 s or
+    # more, while the CLI sends all 3000 in well under a second
+    rows = [chat(f"{tag}-{i}", f"[[fake:latency=300]] b {i}") for i in range(n)]
     inp, out = tmp_path / "burst.jsonl", tmp_path / "burst.out.jsonl"
     write_jsonl(inp, rows)
-    base = replies_total(gw)
+    base_req, base = sum(requests_topic_ends(gw).values()), replies_total(gw)
     p = subprocess.Popen(cli_argv(gw, "batch", "run", str(inp), "-o", str(out), "--max-in-flight",
-                                  str(n), "--timeout", "30", "--quiet", "--json"),
+                                  str(n), "--timeout", "60", "--quiet", "--json"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=gw.env.child_env())
     try:
-        # stop the CLI once the gateway answers, let results pile up, go on
-        wait_until(lambda: replies_total(gw) > base or p.poll() is not None, 60,
-                   "the first results")
+        # once every request is in Kafka, stop the CLI, let the results pile
+        # up on the reply topic, then let it go on
+        wait_until(lambda: sum(requests_topic_ends(gw).values()) - base_req >= n or
+                   p.poll() is not None, 60, "all requests on the request topic", 0.02)
         p.send_signal(signal.SIGSTOP)
         try:
-            wait_until(lambda: replies_total(gw) - base >= 2500, 60,
-                       "2500 results on the reply topic")
+            read_before = replies_total(gw) - base
+            wait_until(lambda: replies_total(gw) - base >= n, 120,
+                       "every result on the reply topic", 0.2)
         finally:
             p.send_signal(signal.SIGCONT)
         o, e = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
             p.kill()
+    assert read_before < n - 1500, f"no burst: {read_before} results before the stop"
     assert p.returncode == 0, f"exit {p.returncode}\n{e.decode()[-1500:]}"
     assert sorted(ids_of(read_jsonl(out))) == sorted(r["custom_id"] for r in rows)
 
@@ -521,6 +526,11 @@ def test_usage_matches_the_requests_sent(gw, tmp_path):
         for k in ("requests", "input_tokens", "output_tokens"):
             assert d[m][k] == want[m][k], (m, k, d[m], want[m])
         assert abs(d[m]["cost_usd"] - want[m]["cost_usd"]) < 1e-6, (m, d[m], want[m])
+
+    # --scan (SCAN over the keyspace instead of the configured names) agrees
+    scanned = {r["model"]: r for r in usage_rows(gw, "--team", TEAM, "--scan")["rows"]}
+    direct = {r["model"]: r for r in usage_rows(gw, "--team", TEAM)["rows"]}
+    assert scanned == direct
 
     # the table: aligned columns and a TOTAL row equal to the sum of the rows
     rc, o, e = cli(gw, "usage", "--team", TEAM, "--since", "24h")
