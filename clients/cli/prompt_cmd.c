@@ -47,7 +47,7 @@ static int usage_error(const char *fmt, ...)
 static int refused(const char *what, int rc, const char *why)
 {
     fprintf(stderr, "inferq prompt %s: %s\n", what, why);
-    return rc == IFQ_ERR_IO ? 2 : 1;
+    return rc == IFQ_ERR_IO ? 3 : 1; /* 3: Redis unreachable (docs/cli.md) */
 }
 
 /* Reads a whole file ('-': stdin) of at most IFQ_PROMPT_MAX_TEMPLATE bytes.
@@ -193,7 +193,7 @@ static int cmd_push(ifq_config_t *cfg, int argc, char **argv)
     ifq_prompts_t *p = open_store(cfg);
     if (!p) {
         free(text);
-        return 2;
+        return 3; /* Redis unreachable */
     }
     char errstr[512];
     int version = 0, created = 0;
@@ -232,7 +232,7 @@ static int cmd_list(ifq_config_t *cfg, int argc, char **argv)
         return usage_error("list takes no arguments, got '%s'", argv[first]);
     ifq_prompts_t *p = open_store(cfg);
     if (!p)
-        return 2;
+        return 3; /* Redis unreachable */
     char errstr[512];
     json_t *list = ifq_prompts_list(p, errstr, sizeof(errstr));
     ifq_prompts_destroy(p);
@@ -280,7 +280,7 @@ static int cmd_show(ifq_config_t *cfg, int argc, char **argv)
         return usage_error("show wants one ID");
     ifq_prompts_t *p = open_store(cfg);
     if (!p)
-        return 2;
+        return 3; /* Redis unreachable */
     char errstr[512];
     json_t *v = ifq_prompts_show(p, argv[first], o.version, o.label, errstr, sizeof(errstr));
     ifq_prompts_destroy(p);
@@ -309,7 +309,7 @@ static int cmd_label(ifq_config_t *cfg, int argc, char **argv)
         return usage_error("VERSION must be a positive integer, got '%s'", argv[4]);
     ifq_prompts_t *p = open_store(cfg);
     if (!p)
-        return 2;
+        return 3; /* Redis unreachable */
     char errstr[512];
     int rc = ifq_prompts_label(p, argv[2], argv[3], version, errstr, sizeof(errstr));
     ifq_prompts_destroy(p);

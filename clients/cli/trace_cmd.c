@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "state.h"
 #include "trace_read.h"
 
@@ -257,7 +258,7 @@ int ifq_cli_trace(ifq_config_t *cfg, int argc, char **argv)
         ifq_state_connect(redis, cfg->prefix, cfg->state_ttl_s, errstr, sizeof(errstr));
     if (!st) {
         fprintf(stderr, "inferq: %s\n", errstr);
-        return 2;
+        return CLI_INFRA;
     }
     int err = 0;
     json_t *state = ifq_state_get(st, custom_id, &err);
@@ -265,13 +266,13 @@ int ifq_cli_trace(ifq_config_t *cfg, int argc, char **argv)
     if (!state) {
         fprintf(stderr, "inferq: %s: %s\n", custom_id,
                 err == IFQ_ERR_NOTFOUND ? "no such request (or its state expired)" : "redis error");
-        return err == IFQ_ERR_NOTFOUND ? 1 : 2;
+        return err == IFQ_ERR_NOTFOUND ? CLI_FAILED : CLI_INFRA;
     }
     const char *trace_id = json_string_value(json_object_get(state, "trace_id"));
     if (!trace_id || !ifq_trace_id_valid(trace_id)) {
         fprintf(stderr, "inferq: %s: the request has no trace id\n", custom_id);
         json_decref(state);
-        return 3;
+        return CLI_FAILED;
     }
 
     ifq_config_t kcfg = *cfg; /* the same Kafka settings, maybe another bootstrap */
@@ -283,7 +284,7 @@ int ifq_cli_trace(ifq_config_t *cfg, int argc, char **argv)
     if (!r) {
         fprintf(stderr, "inferq: %s\n", errstr);
         json_decref(state);
-        return 2;
+        return CLI_INFRA;
     }
     if (ifq_trace_reader_read(r, TRACE_READ_TIMEOUT_MS) != IFQ_OK)
         fprintf(stderr, "inferq: %s: not read to the end in %d s; showing what was read\n",
@@ -301,7 +302,7 @@ int ifq_cli_trace(ifq_config_t *cfg, int argc, char **argv)
             break;
     }
     ifq_trace_order(t);
-    int rc = t->n ? 0 : 3;
+    int rc = t->n ? CLI_OK : CLI_FAILED;
     if (as_json) {
         json_t *out = ifq_trace_to_json(t, trace_id);
         json_object_set_new(out, "custom_id", json_string(custom_id));

@@ -6,7 +6,9 @@ received_ms), synthetic OTLP/JSON spans are produced to the traces topic
 same key, another trace's message); the CLI must find exactly the request's
 spans, draw them as a tree with a timeline, print them as JSON, wait for
 late spans with --wait, and exit 1 / 2 / 3 for an unknown request, usage
-errors and a request without spans.
+errors, unreachable Redis and a request without spans. That gateway has tracing off, so the
+synthetic spans are the only ones; a second gateway with tracing on checks
+the CLI on the spans the broker and worker really write, across a failover.
 """
 import json
 import re
@@ -22,7 +24,20 @@ from otlp_synth import produce_spans, request_spans, request_state
 @pytest.fixture(scope="module")
 def gw(make_gateway, stack_env):
     g = make_gateway(deployments={"fake-chat": deployment(stack_env.fake_url)},
-                     aliases={"chat-default": ["fake-chat"]})
+                     aliases={"chat-default": ["fake-chat"]},
+                     extra={"trace": {"enabled": False}})
+    g.start_worker()
+    return g
+
+
+@pytest.fixture(scope="module")
+def gw_traced(make_gateway, stack_env):
+    """Tracing on; "chat-default" fails over from a deployment nobody
+    listens on to the fake model."""
+    g = make_gateway(deployments={"dead": deployment("http://127.0.0.1:1/v1"),
+                                  "fake-chat": deployment(stack_env.fake_url)},
+                     aliases={"chat-default": ["dead", "fake-chat"]},
+                     worker={"max_attempts": 2})
     g.start_worker()
     return g
 
@@ -126,7 +141,7 @@ def test_trace_waits_for_spans_written_later(gw):
     st = state_of(gw, cid)
     # Without --wait: the request is known, no span yet.
     r = run_cli(gw, cid)
-    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.returncode == 1, r.stdout + r.stderr
     assert "no spans found" in r.stdout
     result = {}
     t = threading.Thread(target=lambda: result.update(r=run_cli(gw, cid, "--wait", "60")))
@@ -167,8 +182,36 @@ def test_trace_exit_codes_and_address_options(gw, tmp_path):
     env.pop("INFERQ_KAFKA_BOOTSTRAP")
     env.pop("INFERQ_REDIS_URL")
     r = run_cli(gw, cid, env=env, config=bad, timeout=60)
-    assert r.returncode == 2 and "redis" in r.stderr  # the config's Redis is not there
+    assert r.returncode == 3 and "redis" in r.stderr  # the config's Redis is not there
     r = run_cli(gw, cid, "--json", "--redis", gw.env.redis_url, "--bootstrap", gw.env.bootstrap,
                 env=env, config=bad)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["spans"]) == 6
+
+
+def test_trace_of_real_spans_across_a_failover(gw_traced):
+    gw = gw_traced
+    cid = process(gw)[0]
+    r = run_cli(gw, cid, "--json", "--wait", "60")
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = json.loads(r.stdout)
+    spans = out["spans"]
+    names = [s["name"] for s in spans]
+    ids = {s["span_id"] for s in spans}
+    roots = [s for s in spans if s["parent_span_id"] is None]
+    assert [s["name"] for s in roots] == ["broker.request"], names
+    assert all(s["parent_span_id"] in ids for s in spans if s is not roots[0]), spans
+    attempts = [s for s in spans if s["name"].startswith("chat ")]
+    deps = [s["attributes"].get("inferq.deployment") for s in attempts]
+    assert deps.count("dead") >= 1 and deps.count("fake-chat") == 1, deps
+    assert all(s["status"]["code"] == 2 for s in attempts if s["attributes"]["inferq.deployment"] == "dead")
+    ok = next(s for s in attempts if s["attributes"]["inferq.deployment"] == "fake-chat")
+    assert ok["attributes"]["gen_ai.usage.output_tokens"] > 0
+    assert ok["attributes"]["gen_ai.provider.name"] == "openai"
+    assert "worker.failover" in names, names
+    assert {s["service"] for s in spans} == {"inferq-broker", "inferq-worker"}
+
+    text = run_cli(gw, cid, "--width", "140")
+    assert text.returncode == 0, text.stderr
+    for needle in ("broker.request", "queue.wait", "worker.request", "chat ", "fake-chat"):
+        assert needle in text.stdout, text.stdout
