@@ -27,6 +27,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "curl_loop.h"
 #include "envelope.h"
 #include "guard.h"
 #include "kafka.h"
@@ -38,6 +39,10 @@
 #include "timers.h"
 
 #define MAX_RESPONSE_BYTES (32u * 1024 * 1024)
+/* libcurl's receive buffer per easy handle (its default is 16 KiB). Model
+ * answers are mostly a few KiB; a larger one takes more reads, not more
+ * memory per request in flight. */
+#define CURL_RECV_BUFFER 4096L
 #define MAX_PARTS 1024
 
 typedef enum { JOB_QUEUED, JOB_HTTP, JOB_WAIT_RETRY, JOB_PRODUCING } job_phase_t;
@@ -125,6 +130,10 @@ typedef struct consumer {
     unsigned gen;
     int inflight;
     int assigned_once;
+    /* Idle easy handles of this deployment, kept with their options and
+     * buffers so a request does not create and destroy one. */
+    CURL **easy_pool;
+    int n_easy_pool, cap_easy_pool;
 } consumer_t;
 
 typedef struct worker {
@@ -135,6 +144,7 @@ typedef struct worker {
     ifq_state_t *state;
     ifq_guard_t *guard;
     CURLM *multi;
+    ifq_curl_loop_t *loop;
     int wake[2];
     job_t *jobs; /* all live jobs */
     ifq_timers_t timers;
@@ -253,6 +263,47 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* ---- easy handle pool ------------------------------------------------- */
+
+/* An easy handle for one of c's requests: an idle one of the same
+ * deployment (options of the last use still set; start_attempt sets every
+ * option it relies on), else a new one. NULL on out of memory. */
+static CURL *easy_get(consumer_t *c)
+{
+    if (c->n_easy_pool > 0)
+        return c->easy_pool[--c->n_easy_pool];
+    return curl_easy_init();
+}
+
+/* Takes back an easy handle that is not in the multi. At most the
+ * deployment's max_inflight are kept. */
+static void easy_put(consumer_t *c, CURL *e)
+{
+    if (c->n_easy_pool == c->cap_easy_pool && c->cap_easy_pool < c->dep->max_inflight) {
+        int cap = c->cap_easy_pool ? c->cap_easy_pool * 2 : 64;
+        if (cap > c->dep->max_inflight)
+            cap = c->dep->max_inflight;
+        CURL **p = realloc(c->easy_pool, (size_t)cap * sizeof(*p));
+        if (p) {
+            c->easy_pool = p;
+            c->cap_easy_pool = cap;
+        }
+    }
+    if (c->n_easy_pool < c->cap_easy_pool)
+        c->easy_pool[c->n_easy_pool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
+static void easy_pool_free(consumer_t *c)
+{
+    while (c->n_easy_pool > 0)
+        curl_easy_cleanup(c->easy_pool[--c->n_easy_pool]);
+    free(c->easy_pool);
+    c->easy_pool = NULL;
+    c->cap_easy_pool = 0;
+}
+
 /* ---- jobs --------------------------------------------------------------- */
 
 static void job_link(worker_t *w, job_t *j)
@@ -275,8 +326,8 @@ static void job_free(worker_t *w, job_t *j)
     w->njobs--;
     ifq_timers_cancel(&w->timers, &j->timer);
     if (j->easy) {
-        curl_multi_remove_handle(w->multi, j->easy);
-        curl_easy_cleanup(j->easy);
+        curl_multi_remove_handle(w->multi, j->easy); /* no-op when not added */
+        easy_put(j->cons, j->easy);
     }
     curl_slist_free_all(j->hdrs);
     free(j->req_body);
@@ -569,10 +620,15 @@ static void start_attempt(worker_t *w, job_t *j)
     explicit_bzero(&hr.headers, sizeof(hr.headers));
 
     if (!j->easy)
-        j->easy = curl_easy_init();
-    else
-        curl_easy_reset(j->easy);
+        j->easy = easy_get(j->cons);
     CURL *e = j->easy;
+    if (!e) {
+        json_array_append_new(json_object_get(j->ext, "attempts"),
+                              attempt_record(j, 0, "transport", "out of memory", 0));
+        slot_release(j);
+        finish_error(w, j, "failed", "upstream_error", "out of memory for the HTTP call");
+        return;
+    }
     long timeout = j->dep->timeout_ms;
     if (j->deadline_ms) {
         int64_t left = j->deadline_ms - ifq_now_ms();
@@ -593,6 +649,7 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_RECV_BUFFER);
     if (strncmp(hr.url, "https:", 6) == 0) {
         /* Over TLS, HTTP/2 multiplexes many requests on one connection;
          * PIPEWAIT makes new transfers wait for that connection instead of
@@ -1274,6 +1331,12 @@ int main(int argc, char **argv)
     w.multi = curl_multi_init();
     curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cfg->worker_max_inflight);
     curl_multi_setopt(w.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    w.loop = ifq_curl_loop_new(w.multi, w.wake[0]);
+    if (!w.loop) {
+        ifq_error("startup_failed", "epoll: %s", strerror(errno));
+        rc = 1;
+        goto out;
+    }
 
     ifq_admin_handlers_t ah = {.ready = worker_ready, .metrics = worker_metrics, .opaque = &w};
     admin = ifq_admin_start(w.cfg->worker_admin_port, &ah, errstr, sizeof(errstr));
@@ -1324,8 +1387,7 @@ int main(int argc, char **argv)
         if (all_assigned)
             atomic_store(&w.ready, 1);
 
-        int running = 0;
-        curl_multi_perform(w.multi, &running);
+        ifq_curl_loop_kick(w.loop);
         reap_http(&w);
         int64_t next_ms = 100;
         run_timers(&w, &next_ms);
@@ -1344,9 +1406,11 @@ int main(int argc, char **argv)
             w.last_commit_ms = ifq_mono_ms();
         }
 
-        struct curl_waitfd wfd = {.fd = w.wake[0], .events = CURL_WAIT_POLLIN};
-        int numfds = 0;
-        curl_multi_poll(w.multi, &wfd, 1, (int)next_ms, &numfds);
+        if (ifq_curl_loop_wait(w.loop, (int)next_ms) < 0) {
+            ifq_error("event_loop_failed", "epoll: %s", strerror(errno));
+            rc = 1;
+            break;
+        }
     }
 
     /* Hand back what did not finish: its offsets stay uncommitted, so the
@@ -1376,7 +1440,9 @@ out:
             rd_kafka_destroy(w.cons[i].rk);
         for (int k = 0; k < w.cons[i].nparts; k++)
             ifq_offsets_destroy(w.cons[i].parts[k].offs);
+        easy_pool_free(&w.cons[i]);
     }
+    ifq_curl_loop_free(w.loop);
     if (w.multi)
         curl_multi_cleanup(w.multi);
     ifq_timers_free(&w.timers);

@@ -45,7 +45,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,7 +145,16 @@ def one_run(args, env, gw, fake, producer, run_no):
     host0, fake0 = host_cpu(), proc_cpu_us(fake.proc.pid)
     w = gw.start_worker()
     ready = time.time()
+    prof = None
+    if args.perf_record:
+        # sampled profile of the load worker (see tests/bench/README.md)
+        prof = subprocess.Popen(["perf", "record", "-q", "-F", "499", *args.perf_args.split(),
+                                 "-o", f"{args.perf_record}.{run_no}", "-p", str(w.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finished = rt.done.wait(args.timeout)
+    if prof:
+        prof.send_signal(signal.SIGINT)
+        prof.wait(60)
     cpu = proc_cpu_us(w.pid)  # its whole life, start-up included
     host1, fake1 = host_cpu(), proc_cpu_us(fake.proc.pid)
     peak = proc_status_kb(w.pid, "VmHWM")
@@ -200,6 +211,10 @@ def main():
     ap.add_argument("--kafka-prop", action="append", default=[], metavar="KEY=VALUE",
                     help="extra librdkafka property for the programs (kafka.properties), "
                          "e.g. queued.max.messages.kbytes=8192; repeatable")
+    ap.add_argument("--perf-record", metavar="FILE",
+                    help="run `perf record` on the load worker; writes FILE.<run>")
+    ap.add_argument("--perf-args", default="-g",
+                    help="extra perf record arguments (default -g)")
     ap.add_argument("--keep", action="store_true", help="keep the bench's topics and logs")
     args = ap.parse_args()
     kafka_props = dict(kv.split("=", 1) for kv in args.kafka_prop)
