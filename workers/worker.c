@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "circuit.h"
 #include "config.h"
 #include "curl_loop.h"
 #include "envelope.h"
@@ -102,17 +103,13 @@ typedef struct job {
 /* A circuit breaker per deployment: closed -> open after `threshold`
  * consecutive failures of the kind a healthy deployment does not produce
  * (connection errors, timeouts, 5xx); open -> half-open after open_ms, when
- * one probe request may pass; the probe's outcome closes or re-opens it. */
-typedef enum { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN } circuit_state_t;
+ * one probe request may pass; the probe's outcome closes or re-opens it.
+ * A closed circuit also opens when another worker publishes it open
+ * (circuit_refresh, circuit.h). */
 static const char *const circuit_names[] = {"closed", "open", "half_open"};
 
-typedef struct {
-    circuit_state_t state;
-    int failures;       /* consecutive */
-    int64_t open_until; /* monotonic ms */
-    int probe_inflight;
-    int64_t opened_total;
-} circuit_t;
+/* How often the circuits other workers published are read from Redis. */
+#define CIRCUIT_REFRESH_MS 1000
 
 typedef struct consumer {
     struct worker *w;
@@ -153,6 +150,8 @@ typedef struct worker {
     int fatal;
     int64_t last_commit_ms;
     int64_t last_publish_ms;
+    int64_t last_health_ms;
+    ifq_health_t health; /* what all workers published, read every CIRCUIT_REFRESH_MS */
     char worker_id[160];
     uint64_t rng;
     atomic_int ready;
@@ -784,6 +783,7 @@ static int circuit_allow(worker_t *w, job_t *j, int64_t *wait_ms)
         }
         cb->state = CIRCUIT_HALF_OPEN;
         cb->probe_inflight = 0;
+        cb->adopted = 0; /* this worker's own probe decides from here */
         circuit_publish(w, j->cons);
     }
     if (cb->state == CIRCUIT_HALF_OPEN) {
@@ -816,6 +816,7 @@ static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
         } else {
             cb->failures++;
             cb->state = CIRCUIT_OPEN;
+            cb->adopted = 0;
             cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
             cb->opened_total++;
         }
@@ -830,9 +831,37 @@ static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
     }
     if (++cb->failures >= w->cfg->circuit_failure_threshold) {
         cb->state = CIRCUIT_OPEN;
+        cb->adopted = 0;
         cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
         cb->opened_total++;
         circuit_publish(w, j->cons);
+    }
+}
+
+/* Reads the circuits every worker published (one Redis round trip) and
+ * lets a closed local circuit honour one another worker opened, so a
+ * worker that has not itself failed against a dead deployment does not
+ * keep sending it requests (circuit.h). Adopted states are not
+ * republished. */
+static void circuit_refresh(worker_t *w)
+{
+    if (ifq_state_read_health(w->state, w->cfg, &w->health) != IFQ_OK)
+        return; /* Redis unreachable: keep the local view */
+    int64_t now = ifq_now_ms(), mono = ifq_mono_ms();
+    for (size_t i = 0; i < w->ncons; i++) {
+        consumer_t *c = &w->cons[i];
+        size_t k = (size_t)(c->dep - w->cfg->deployments);
+        if (k >= w->health.n)
+            continue;
+        const ifq_dep_health_t *h = &w->health.deps[k];
+        circuit_adopt_t a = ifq_circuit_adopt(&c->circuit, h->circuit_open, h->circuit_changed_ms,
+                                              now, mono, w->cfg->circuit_open_ms);
+        if (a != CIRCUIT_ADOPT_NONE)
+            ifq_log_fields(IFQ_LOG_WARN, "circuit_adopted",
+                           json_pack("{ss ss}", "deployment", c->dep->name, "state",
+                                     circuit_names[c->circuit.state]),
+                           "circuit of %s is %s, as published by another worker", c->dep->name,
+                           circuit_names[c->circuit.state]);
     }
 }
 
@@ -1327,6 +1356,10 @@ int main(int argc, char **argv)
         c->q = rd_kafka_queue_get_consumer(c->rk);
         rd_kafka_queue_io_event_enable(c->q, w.wake[1], "1", 1);
     }
+    w.health.n = w.cfg->n_deployments;
+    w.health.deps = calloc(w.health.n ? w.health.n : 1, sizeof(*w.health.deps));
+    if (!w.health.deps)
+        w.health.n = 0; /* no refresh; local circuits only */
     ifq_timers_init(&w.timers);
     w.multi = curl_multi_init();
     curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cfg->worker_max_inflight);
@@ -1400,6 +1433,10 @@ int main(int argc, char **argv)
             publish_inflight(&w);
             w.last_publish_ms = ifq_mono_ms();
         }
+        if (now_ms_since(w.last_health_ms) >= CIRCUIT_REFRESH_MS) {
+            circuit_refresh(&w);
+            w.last_health_ms = ifq_mono_ms();
+        }
         if (now_ms_since(w.last_commit_ms) >= 200) {
             for (size_t i = 0; i < w.ncons; i++)
                 commit_parts(&w.cons[i], 0);
@@ -1446,6 +1483,7 @@ out:
     if (w.multi)
         curl_multi_cleanup(w.multi);
     ifq_timers_free(&w.timers);
+    free(w.health.deps);
     if (w.producer)
         rd_kafka_destroy(w.producer);
     ifq_state_destroy(w.state);

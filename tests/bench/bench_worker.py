@@ -107,6 +107,20 @@ def routed_all(bootstrap: str, group: str, topic: str) -> bool:
         c.close()
 
 
+def stack_pids() -> dict:
+    """{"kafka": pid, "redis": pid} of the local stack, for those running."""
+    out = {}
+    for name in ("kafka", "redis"):
+        f = ifq_e2e.ROOT / "deploy" / "local" / ".run" / f"{name}.pid"
+        try:
+            pid = int(f.read_text().split()[0])
+            os.kill(pid, 0)
+            out[name] = pid
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def percentile(sorted_vals, q):
     i = min(len(sorted_vals) - 1, max(0, int(round(q * (len(sorted_vals) - 1)))))
     return sorted_vals[i]
@@ -143,6 +157,8 @@ def one_run(args, env, gw, fake, producer, run_no):
     rt.start()
     started = time.time()
     host0, fake0 = host_cpu(), proc_cpu_us(fake.proc.pid)
+    svc = stack_pids()
+    svc0 = {k: proc_cpu_us(pid) for k, pid in svc.items()}
     w = gw.start_worker()
     ready = time.time()
     prof = None
@@ -157,6 +173,7 @@ def one_run(args, env, gw, fake, producer, run_no):
         prof.wait(60)
     cpu = proc_cpu_us(w.pid)  # its whole life, start-up included
     host1, fake1 = host_cpu(), proc_cpu_us(fake.proc.pid)
+    svc1 = {k: proc_cpu_us(pid) for k, pid in svc.items()}
     peak = proc_status_kb(w.pid, "VmHWM")
     rss_end = proc_status_kb(w.pid, "VmRSS")
     rt.stop()
@@ -188,8 +205,13 @@ def one_run(args, env, gw, fake, producer, run_no):
         "cpu_s": round(cpu / 1e6, 2),
         "cpu_us_per_req": round(cpu / args.requests, 1),
         "fake_cpu_us_per_req": round((fake1 - fake0) / args.requests, 1),
+        **{f"{k}_cpu_us_per_req": round((svc1[k] - svc0[k]) / args.requests, 1) for k in svc},
         "host_cpu_busy": round((host1[0] - host0[0]) / max(1, host1[1] - host0[1]), 3),
         "fake_requests": fs["requests"],
+        # what the host's cores could do if the worker, the fake, Kafka and
+        # Redis were all that ran: cores / their CPU per request
+        "cpu_ceiling_rps": round(os.cpu_count() * 1e6 / max(1.0, (
+            cpu + (fake1 - fake0) + sum(svc1[k] - svc0[k] for k in svc)) / args.requests)),
         "fake_max_in_flight": fs["max_in_flight"],
         "failed": failed,
         "duplicates": rt.dups,
@@ -279,7 +301,10 @@ def main():
         "kafka_mode": env.values.get("INFERQ_KAFKA_MODE"),
         "median": {k: med(k) for k in ("rps", "fraction", "rps_overall", "idle_rss_kb",
                                        "peak_rss_kb", "rss_per_inflight_kb", "cpu_us_per_req",
-                                       "fake_max_in_flight", "host_cpu_busy")},
+                                       "fake_cpu_us_per_req", "kafka_cpu_us_per_req",
+                                       "redis_cpu_us_per_req", "cpu_ceiling_rps",
+                                       "fake_max_in_flight", "host_cpu_busy")
+                   if all(k in r for r in runs)},
         "per_run": runs,
     }
     print(json.dumps(summary, indent=2))
