@@ -89,6 +89,7 @@ typedef struct job {
     char retry_after[64];
     char request_id[128];
     int64_t attempt_start_us;
+    int sends;        /* times libcurl was about to send this attempt's request */
     int64_t model_ms; /* summed over attempts */
 
     int is_probe; /* the half-open circuit's trial request */
@@ -585,6 +586,23 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Called by libcurl right before it sends the request on a connection.
+ * A second call within one attempt means libcurl is re-sending it by itself
+ * because a reused keep-alive connection was closed without a reply: the
+ * model may have received (and worked on) the first copy, so the resend is
+ * refused here and the attempt ends as a failure the worker counts, retries
+ * with backoff and bounds by max_attempts like any other. */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    job_t *j = ud;
+    return ++j->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
 static void start_attempt(worker_t *w, job_t *j)
 {
     const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
@@ -604,6 +622,7 @@ static void start_attempt(worker_t *w, job_t *j)
     }
     j->resp_len = 0;
     j->resp_too_big = 0;
+    j->sends = 0;
     j->retry_after[0] = '\0';
     j->request_id[0] = '\0';
     free(j->req_body);
@@ -644,6 +663,8 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
     curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, j);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -682,12 +703,15 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     json_t *body = NULL;
     if (cc != CURLE_OK || status == 0) {
         uerr.retryable = 1;
+        int dropped = j->sends > 1; /* on_prereq refused libcurl's own resend */
         snprintf(uerr.type, sizeof(uerr.type), "%s",
                  cc == CURLE_OPERATION_TIMEDOUT ? "timeout"
                  : j->resp_too_big              ? "response_too_large"
                  : cc == CURLE_COULDNT_CONNECT  ? "connect"
+                 : dropped                      ? "connection_closed"
                                                 : "transport");
-        snprintf(uerr.message, sizeof(uerr.message), "%s (%s)", curl_easy_strerror(cc),
+        snprintf(uerr.message, sizeof(uerr.message), "%s (%s)",
+                 dropped ? "connection closed without a reply" : curl_easy_strerror(cc),
                  j->dep->name);
         if (j->resp_too_big)
             uerr.retryable = 0;
