@@ -581,7 +581,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         return 0; /* aborts the transfer */
     }
     if (j->resp_len + n + 1 > j->resp_cap) {
-        size_t cap = j->resp_cap ? j->resp_cap : 4096;
+        size_t cap = j->resp_cap ? j->resp_cap : 1024;
         while (cap < j->resp_len + n + 1)
             cap *= 2;
         char *r = realloc(j->resp, cap);
@@ -727,6 +727,22 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_multi_add_handle(w->multi, e);
 }
 
+/* Gives back what only the HTTP exchange needed (the easy handle goes back
+ * to the pool, the request and response bytes are freed), so a request
+ * waiting for a retry or for its result's delivery holds none of it. */
+static void http_release(job_t *j)
+{
+    easy_put(j->cons, j->easy);
+    j->easy = NULL;
+    curl_slist_free_all(j->hdrs);
+    j->hdrs = NULL;
+    free(j->req_body);
+    j->req_body = NULL;
+    free(j->resp);
+    j->resp = NULL;
+    j->resp_len = j->resp_cap = 0;
+}
+
 static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 {
     long status = 0;
@@ -755,6 +771,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
         body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
     }
+    http_release(j);
     json_array_append_new(
         json_object_get(j->ext, "attempts"),
         attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency));
