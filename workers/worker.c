@@ -3,7 +3,8 @@
  * deployment), calls the model over HTTP and produces results.
  *
  * One event loop: libcurl's multi interface carries every HTTP exchange at
- * once, and the Kafka queues wake the same curl_multi_poll() through a pipe
+ * once, driven from epoll with curl_multi_socket_action (curl_loop.c), and
+ * the Kafka queues wake the same epoll through a pipe
  * (rd_kafka_queue_io_event_enable), so there is no thread per request and no
  * sleep anywhere. Requests finish out of order; offsets are committed only
  * up to the highest contiguous finished one per partition (lib/offsets.c),
