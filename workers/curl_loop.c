@@ -23,10 +23,10 @@ struct ifq_curl_loop {
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
-    (void)socketp;
     ifq_curl_loop_t *l = userp;
     if (what == CURL_POLL_REMOVE) {
-        /* The socket may already be closed (then epoll dropped it). */
+        /* The socket may already be closed (then epoll dropped it). libcurl
+         * forgets socketp with the socket. */
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
         return 0;
     }
@@ -36,10 +36,17 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT)
         ev.events |= EPOLLOUT;
-    /* A socket number can be reused after a close that epoll saw before we
-     * were told: try MOD first, ADD when it is not registered. */
-    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0 && errno == ENOENT)
+    /* socketp marks a socket registered with epoll since libcurl last
+     * removed it: one epoll_ctl per change, no failed MOD on a keep-alive
+     * connection's next transfer. EEXIST/ENOENT cover a socket number
+     * reused after a close epoll saw first. */
+    if (!socketp) {
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) < 0 && errno == EEXIST)
+            epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
+        curl_multi_assign(l->multi, s, l);
+    } else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0 && errno == ENOENT) {
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
+    }
     return 0;
 }
 
