@@ -754,9 +754,14 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 
     ifq_upstream_err_t uerr = {0};
     json_t *body = NULL;
+    /* on_prereq refused libcurl's own resend: a reused keep-alive
+     * connection was closed without a reply. That is ambiguous (a stale
+     * connection, or a server that dropped the request), so it does not
+     * count against the circuit; a server that is really down fails the
+     * retry's fresh connection, which does. */
+    int dropped = (cc != CURLE_OK || status == 0) && j->sends > 1;
     if (cc != CURLE_OK || status == 0) {
         uerr.retryable = 1;
-        int dropped = j->sends > 1; /* on_prereq refused libcurl's own resend */
         snprintf(uerr.type, sizeof(uerr.type), "%s",
                  cc == CURLE_OPERATION_TIMEDOUT ? "timeout"
                  : j->resp_too_big              ? "response_too_large"
@@ -777,7 +782,8 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         json_object_get(j->ext, "attempts"),
         attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency));
     circuit_record(w, j, body != NULL,
-                   status == 0 || status >= 500 || strcmp(uerr.type, "malformed_response") == 0);
+                   (status == 0 && !dropped) || status >= 500 ||
+                       strcmp(uerr.type, "malformed_response") == 0);
     if (body) {
         slot_release(j);
         finish_success(w, j, status, body);
