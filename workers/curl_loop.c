@@ -88,11 +88,18 @@ ifq_curl_loop_t *ifq_curl_loop_new(CURLM *multi, int extra_fd)
 
 static void run_timeout_if_due(ifq_curl_loop_t *l)
 {
-    if (l->timer_due >= 0 && ifq_mono_ms() >= l->timer_due) {
-        int running;
-        l->timer_due = -1; /* libcurl sets a new one from inside the call */
-        curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    }
+    if (l->timer_due < 0 || ifq_mono_ms() < l->timer_due)
+        return;
+    int running;
+    long next = -1;
+    curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    /* libcurl calls on_timer only when its nearest timeout changes. Woken a
+     * fraction of a millisecond early (it reports whole milliseconds), it
+     * has nothing to do and stays silent, so the timer is read back here
+     * rather than cleared: a lost timer would leave per-transfer timeouts
+     * unserved until some other transfer moved the nearest one. */
+    if (curl_multi_timeout(l->multi, &next) == CURLM_OK)
+        l->timer_due = next < 0 ? -1 : ifq_mono_ms() + next;
 }
 
 void ifq_curl_loop_kick(ifq_curl_loop_t *l)
