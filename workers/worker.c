@@ -3,7 +3,8 @@
  * deployment), calls the model over HTTP and produces results.
  *
  * One event loop: libcurl's multi interface carries every HTTP exchange at
- * once, and the Kafka queues wake the same curl_multi_poll() through a pipe
+ * once, driven from epoll with curl_multi_socket_action (curl_loop.c), and
+ * the Kafka queues wake the same epoll through a pipe
  * (rd_kafka_queue_io_event_enable), so there is no thread per request and no
  * sleep anywhere. Requests finish out of order; offsets are committed only
  * up to the highest contiguous finished one per partition (lib/offsets.c),
@@ -26,7 +27,9 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "circuit.h"
 #include "config.h"
+#include "curl_loop.h"
 #include "envelope.h"
 #include "guard.h"
 #include "kafka.h"
@@ -40,6 +43,10 @@
 #include "worker_obs.h"
 
 #define MAX_RESPONSE_BYTES (32u * 1024 * 1024)
+/* libcurl's receive buffer per easy handle (its default is 16 KiB). Model
+ * answers are mostly a few KiB; a larger one takes more reads, not more
+ * memory per request in flight. */
+#define CURL_RECV_BUFFER 4096L
 #define MAX_PARTS 1024
 
 typedef enum { JOB_QUEUED, JOB_HTTP, JOB_WAIT_RETRY, JOB_PRODUCING } job_phase_t;
@@ -85,6 +92,7 @@ typedef struct job {
     char retry_after[64];
     char request_id[128];
     int64_t attempt_start_us;
+    int sends;        /* times libcurl was about to send this attempt's request */
     int64_t model_ms; /* summed over attempts */
 
     int is_probe; /* the half-open circuit's trial request */
@@ -100,17 +108,13 @@ typedef struct job {
 /* A circuit breaker per deployment: closed -> open after `threshold`
  * consecutive failures of the kind a healthy deployment does not produce
  * (connection errors, timeouts, 5xx); open -> half-open after open_ms, when
- * one probe request may pass; the probe's outcome closes or re-opens it. */
-typedef enum { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN } circuit_state_t;
+ * one probe request may pass; the probe's outcome closes or re-opens it.
+ * A closed circuit also opens when another worker publishes it open
+ * (circuit_refresh, circuit.h). */
 static const char *const circuit_names[] = {"closed", "open", "half_open"};
 
-typedef struct {
-    circuit_state_t state;
-    int failures;       /* consecutive */
-    int64_t open_until; /* monotonic ms */
-    int probe_inflight;
-    int64_t opened_total;
-} circuit_t;
+/* How often the circuits other workers published are read from Redis. */
+#define CIRCUIT_REFRESH_MS 1000
 
 typedef struct consumer {
     struct worker *w;
@@ -128,6 +132,16 @@ typedef struct consumer {
     unsigned gen;
     int inflight;
     int assigned_once;
+    /* Idle easy handles of this deployment, kept with their options and
+     * buffers so a request does not create and destroy one. */
+    CURL **easy_pool;
+    int n_easy_pool, cap_easy_pool;
+    /* Usage of this deployment not yet added to its Redis counters
+     * (usage_flush; day: UTC days since the epoch it belongs to). */
+    struct {
+        int64_t day, requests, in_tok, out_tok;
+        double cost;
+    } usage;
 } consumer_t;
 
 typedef struct worker {
@@ -138,6 +152,7 @@ typedef struct worker {
     ifq_state_t *state;
     ifq_guard_t *guard;
     CURLM *multi;
+    ifq_curl_loop_t *loop;
     int wake[2];
     job_t *jobs; /* all live jobs */
     ifq_timers_t timers;
@@ -146,6 +161,8 @@ typedef struct worker {
     int fatal;
     int64_t last_commit_ms;
     int64_t last_publish_ms;
+    int64_t last_health_ms;
+    ifq_health_t health; /* what all workers published, read every CIRCUIT_REFRESH_MS */
     char worker_id[160];
     uint64_t rng;
     atomic_int ready;
@@ -257,6 +274,47 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* ---- easy handle pool ------------------------------------------------- */
+
+/* An easy handle for one of c's requests: an idle one of the same
+ * deployment (options of the last use still set; start_attempt sets every
+ * option it relies on), else a new one. NULL on out of memory. */
+static CURL *easy_get(consumer_t *c)
+{
+    if (c->n_easy_pool > 0)
+        return c->easy_pool[--c->n_easy_pool];
+    return curl_easy_init();
+}
+
+/* Takes back an easy handle that is not in the multi. At most the
+ * deployment's max_inflight are kept. */
+static void easy_put(consumer_t *c, CURL *e)
+{
+    if (c->n_easy_pool == c->cap_easy_pool && c->cap_easy_pool < c->dep->max_inflight) {
+        int cap = c->cap_easy_pool ? c->cap_easy_pool * 2 : 64;
+        if (cap > c->dep->max_inflight)
+            cap = c->dep->max_inflight;
+        CURL **p = realloc(c->easy_pool, (size_t)cap * sizeof(*p));
+        if (p) {
+            c->easy_pool = p;
+            c->cap_easy_pool = cap;
+        }
+    }
+    if (c->n_easy_pool < c->cap_easy_pool)
+        c->easy_pool[c->n_easy_pool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
+static void easy_pool_free(consumer_t *c)
+{
+    while (c->n_easy_pool > 0)
+        curl_easy_cleanup(c->easy_pool[--c->n_easy_pool]);
+    free(c->easy_pool);
+    c->easy_pool = NULL;
+    c->cap_easy_pool = 0;
+}
+
 /* ---- jobs --------------------------------------------------------------- */
 
 static void job_link(worker_t *w, job_t *j)
@@ -280,8 +338,8 @@ static void job_free(worker_t *w, job_t *j)
     ifq_timers_cancel(&w->timers, &j->timer);
     ifq_wreq_destroy(j->obs);
     if (j->easy) {
-        curl_multi_remove_handle(w->multi, j->easy);
-        curl_easy_cleanup(j->easy);
+        curl_multi_remove_handle(w->multi, j->easy); /* no-op when not added */
+        easy_put(j->cons, j->easy);
     }
     curl_slist_free_all(j->hdrs);
     free(j->req_body);
@@ -373,19 +431,49 @@ static void finish_error(worker_t *w, job_t *j, const char *status, const char *
     finish_result(w, j, res, strcmp(status, "expired") == 0 ? "expired" : "failed");
 }
 
-/* Adds one answered request to the per-day, per-deployment counters in
- * Redis ("<prefix>:usage:<YYYY-MM-DD>:deployment:<name>"), which budgets and
- * `inferq usage` read. Sent with the loop's next Redis round trip. */
-static void usage_count(worker_t *w, const char *deployment, json_int_t in_tok, json_int_t out_tok,
+/* Adds what c's answered requests used to the per-day, per-deployment
+ * counters in Redis ("<prefix>:usage:<YYYY-MM-DD>:deployment:<name>", the
+ * fields of ifq_usage_add), which `inferq usage` reads. One set of commands
+ * for all of them, queued for the loop's next Redis round trip. */
+static void usage_flush(worker_t *w, consumer_t *c)
+{
+    if (c->usage.requests == 0)
+        return;
+    char key[IFQ_MAX_TOPIC + 96], day[16], n[24], in[24], out[24], cost[32];
+    time_t t = (time_t)(c->usage.day * 86400);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", w->cfg->prefix, day, c->dep->name);
+    snprintf(n, sizeof(n), "%lld", (long long)c->usage.requests);
+    snprintf(in, sizeof(in), "%lld", (long long)c->usage.in_tok);
+    snprintf(out, sizeof(out), "%lld", (long long)c->usage.out_tok);
+    snprintf(cost, sizeof(cost), "%.9f", c->usage.cost);
+    const char *cmds[][4] = {{"HINCRBY", key, "requests", n},
+                             {"HINCRBY", key, "input_tokens", in},
+                             {"HINCRBY", key, "output_tokens", out},
+                             {"HINCRBYFLOAT", key, "cost_usd", cost}};
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(cmds); i++)
+        ifq_state_queue_cmd(w->state, 4, cmds[i]);
+    const char *exp[] = {"EXPIRE", key, "3456000"}; /* 40 days, as ifq_usage_add */
+    ifq_state_queue_cmd(w->state, 3, exp);
+    memset(&c->usage, 0, sizeof(c->usage));
+}
+
+/* Counts one answered request of c's deployment. The counters reach Redis
+ * once a second (and at exit): five commands per request were a tenth of
+ * the worker's CPU at thousands of requests a second. */
+static void usage_count(worker_t *w, consumer_t *c, json_int_t in_tok, json_int_t out_tok,
                         double cost)
 {
-    char key[IFQ_MAX_TOPIC + 96], day[16];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-    snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", w->cfg->prefix, day, deployment);
-    ifq_usage_add(w->state, key, in_tok, out_tok, cost);
+    int64_t day = (int64_t)time(NULL) / 86400;
+    if (c->usage.requests && c->usage.day != day)
+        usage_flush(w, c); /* a new UTC day: yesterday's key gets yesterday's */
+    c->usage.day = day;
+    c->usage.requests++;
+    c->usage.in_tok += in_tok;
+    c->usage.out_tok += out_tok;
+    c->usage.cost += cost;
 }
 
 /* Output guardrails on the model's answer, with the policy the broker chose.
@@ -440,7 +528,7 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
                    (double)out_tok * j->dep->price_output_per_mtok) /
                   1e6;
     json_object_set_new(ext, "cost_usd", json_real(cost));
-    usage_count(w, j->dep->name, in_tok, out_tok, cost);
+    usage_count(w, j->cons, in_tok, out_tok, cost);
     const char *rid =
         j->request_id[0] ? j->request_id : json_string_value(json_object_get(body, "id"));
     const char *team = json_string_value(json_object_get(j->ext, "team"));
@@ -506,7 +594,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         return 0; /* aborts the transfer */
     }
     if (j->resp_len + n + 1 > j->resp_cap) {
-        size_t cap = j->resp_cap ? j->resp_cap : 4096;
+        size_t cap = j->resp_cap ? j->resp_cap : 1024;
         while (cap < j->resp_len + n + 1)
             cap *= 2;
         char *r = realloc(j->resp, cap);
@@ -547,6 +635,23 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Called by libcurl right before it sends the request on a connection.
+ * A second call within one attempt means libcurl is re-sending it by itself
+ * because a reused keep-alive connection was closed without a reply: the
+ * model may have received (and worked on) the first copy, so the resend is
+ * refused here and the attempt ends as a failure the worker counts, retries
+ * with backoff and bounds by max_attempts like any other. */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    job_t *j = ud;
+    return ++j->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
 static void start_attempt(worker_t *w, job_t *j)
 {
     const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
@@ -568,6 +673,7 @@ static void start_attempt(worker_t *w, job_t *j)
     }
     j->resp_len = 0;
     j->resp_too_big = 0;
+    j->sends = 0;
     j->retry_after[0] = '\0';
     j->request_id[0] = '\0';
     free(j->req_body);
@@ -583,10 +689,15 @@ static void start_attempt(worker_t *w, job_t *j)
     explicit_bzero(&hr.headers, sizeof(hr.headers));
 
     if (!j->easy)
-        j->easy = curl_easy_init();
-    else
-        curl_easy_reset(j->easy);
+        j->easy = easy_get(j->cons);
     CURL *e = j->easy;
+    if (!e) {
+        json_array_append_new(json_object_get(j->ext, "attempts"),
+                              attempt_record(j, 0, "transport", "out of memory", 0));
+        slot_release(j);
+        finish_error(w, j, "failed", "upstream_error", "out of memory for the HTTP call");
+        return;
+    }
     long timeout = j->dep->timeout_ms;
     if (j->deadline_ms) {
         int64_t left = j->deadline_ms - ifq_now_ms();
@@ -603,10 +714,13 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
     curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, j);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_RECV_BUFFER);
     if (strncmp(hr.url, "https:", 6) == 0) {
         /* Over TLS, HTTP/2 multiplexes many requests on one connection;
          * PIPEWAIT makes new transfers wait for that connection instead of
@@ -628,6 +742,22 @@ static void start_attempt(worker_t *w, job_t *j)
     curl_multi_add_handle(w->multi, e);
 }
 
+/* Gives back what only the HTTP exchange needed (the easy handle goes back
+ * to the pool, the request and response bytes are freed), so a request
+ * waiting for a retry or for its result's delivery holds none of it. */
+static void http_release(job_t *j)
+{
+    easy_put(j->cons, j->easy);
+    j->easy = NULL;
+    curl_slist_free_all(j->hdrs);
+    j->hdrs = NULL;
+    free(j->req_body);
+    j->req_body = NULL;
+    free(j->resp);
+    j->resp = NULL;
+    j->resp_len = j->resp_cap = 0;
+}
+
 static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 {
     long status = 0;
@@ -638,14 +768,22 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 
     ifq_upstream_err_t uerr = {0};
     json_t *body = NULL;
+    /* on_prereq refused libcurl's own resend: a reused keep-alive
+     * connection was closed without a reply. That is ambiguous (a stale
+     * connection, or a server that dropped the request), so it does not
+     * count against the circuit; a server that is really down fails the
+     * retry's fresh connection, which does. */
+    int dropped = (cc != CURLE_OK || status == 0) && j->sends > 1;
     if (cc != CURLE_OK || status == 0) {
         uerr.retryable = 1;
         snprintf(uerr.type, sizeof(uerr.type), "%s",
                  cc == CURLE_OPERATION_TIMEDOUT ? "timeout"
                  : j->resp_too_big              ? "response_too_large"
                  : cc == CURLE_COULDNT_CONNECT  ? "connect"
+                 : dropped                      ? "connection_closed"
                                                 : "transport");
-        snprintf(uerr.message, sizeof(uerr.message), "%s (%s)", curl_easy_strerror(cc),
+        snprintf(uerr.message, sizeof(uerr.message), "%s (%s)",
+                 dropped ? "connection closed without a reply" : curl_easy_strerror(cc),
                  j->dep->name);
         if (j->resp_too_big)
             uerr.retryable = 0;
@@ -653,12 +791,14 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
         body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
     }
+    http_release(j);
     json_array_append_new(
         json_object_get(j->ext, "attempts"),
         attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency));
     ifq_wreq_attempt_end(j->obs, status, body, body ? NULL : uerr.type, body ? NULL : uerr.message);
     circuit_record(w, j, body != NULL,
-                   status == 0 || status >= 500 || strcmp(uerr.type, "malformed_response") == 0);
+                   (status == 0 && !dropped) || status >= 500 ||
+                       strcmp(uerr.type, "malformed_response") == 0);
     if (body) {
         slot_release(j);
         finish_success(w, j, status, body);
@@ -743,6 +883,7 @@ static int circuit_allow(worker_t *w, job_t *j, int64_t *wait_ms)
         }
         cb->state = CIRCUIT_HALF_OPEN;
         cb->probe_inflight = 0;
+        cb->adopted = 0; /* this worker's own probe decides from here */
         circuit_publish(w, j->cons);
     }
     if (cb->state == CIRCUIT_HALF_OPEN) {
@@ -775,6 +916,7 @@ static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
         } else {
             cb->failures++;
             cb->state = CIRCUIT_OPEN;
+            cb->adopted = 0;
             cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
             cb->opened_total++;
         }
@@ -789,9 +931,37 @@ static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
     }
     if (++cb->failures >= w->cfg->circuit_failure_threshold) {
         cb->state = CIRCUIT_OPEN;
+        cb->adopted = 0;
         cb->open_until = ifq_mono_ms() + w->cfg->circuit_open_ms;
         cb->opened_total++;
         circuit_publish(w, j->cons);
+    }
+}
+
+/* Reads the circuits every worker published (one Redis round trip) and
+ * lets a closed local circuit honour one another worker opened, so a
+ * worker that has not itself failed against a dead deployment does not
+ * keep sending it requests (circuit.h). Adopted states are not
+ * republished. */
+static void circuit_refresh(worker_t *w)
+{
+    if (ifq_state_read_health(w->state, w->cfg, &w->health) != IFQ_OK)
+        return; /* Redis unreachable: keep the local view */
+    int64_t now = ifq_now_ms(), mono = ifq_mono_ms();
+    for (size_t i = 0; i < w->ncons; i++) {
+        consumer_t *c = &w->cons[i];
+        size_t k = (size_t)(c->dep - w->cfg->deployments);
+        if (k >= w->health.n)
+            continue;
+        const ifq_dep_health_t *h = &w->health.deps[k];
+        circuit_adopt_t a = ifq_circuit_adopt(&c->circuit, h->circuit_open, h->circuit_changed_ms,
+                                              now, mono, w->cfg->circuit_open_ms);
+        if (a != CIRCUIT_ADOPT_NONE)
+            ifq_log_fields(IFQ_LOG_WARN, "circuit_adopted",
+                           json_pack("{ss ss}", "deployment", c->dep->name, "state",
+                                     circuit_names[c->circuit.state]),
+                           "circuit of %s is %s, as published by another worker", c->dep->name,
+                           circuit_names[c->circuit.state]);
     }
 }
 
@@ -1296,10 +1466,20 @@ int main(int argc, char **argv)
         c->q = rd_kafka_queue_get_consumer(c->rk);
         rd_kafka_queue_io_event_enable(c->q, w.wake[1], "1", 1);
     }
+    w.health.n = w.cfg->n_deployments;
+    w.health.deps = calloc(w.health.n ? w.health.n : 1, sizeof(*w.health.deps));
+    if (!w.health.deps)
+        w.health.n = 0; /* no refresh; local circuits only */
     ifq_timers_init(&w.timers);
     w.multi = curl_multi_init();
     curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cfg->worker_max_inflight);
     curl_multi_setopt(w.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    w.loop = ifq_curl_loop_new(w.multi, w.wake[0]);
+    if (!w.loop) {
+        ifq_error("startup_failed", "epoll: %s", strerror(errno));
+        rc = 1;
+        goto out;
+    }
 
     ifq_admin_handlers_t ah = {.ready = worker_ready, .metrics = worker_metrics, .opaque = &w};
     admin = ifq_admin_start(w.cfg->worker_admin_port, &ah, errstr, sizeof(errstr));
@@ -1350,8 +1530,7 @@ int main(int argc, char **argv)
         if (all_assigned)
             atomic_store(&w.ready, 1);
 
-        int running = 0;
-        curl_multi_perform(w.multi, &running);
+        ifq_curl_loop_kick(w.loop);
         reap_http(&w);
         int64_t next_ms = 100;
         run_timers(&w, &next_ms);
@@ -1362,7 +1541,13 @@ int main(int argc, char **argv)
             ifq_warn("state_flush_failed", "%s", why);
         if (now_ms_since(w.last_publish_ms) >= 1000) {
             publish_inflight(&w);
+            for (size_t i = 0; i < w.ncons; i++)
+                usage_flush(&w, &w.cons[i]);
             w.last_publish_ms = ifq_mono_ms();
+        }
+        if (now_ms_since(w.last_health_ms) >= CIRCUIT_REFRESH_MS) {
+            circuit_refresh(&w);
+            w.last_health_ms = ifq_mono_ms();
         }
         if (now_ms_since(w.last_commit_ms) >= 200) {
             for (size_t i = 0; i < w.ncons; i++)
@@ -1370,9 +1555,11 @@ int main(int argc, char **argv)
             w.last_commit_ms = ifq_mono_ms();
         }
 
-        struct curl_waitfd wfd = {.fd = w.wake[0], .events = CURL_WAIT_POLLIN};
-        int numfds = 0;
-        curl_multi_poll(w.multi, &wfd, 1, (int)next_ms, &numfds);
+        if (ifq_curl_loop_wait(w.loop, (int)next_ms) < 0) {
+            ifq_error("event_loop_failed", "epoll: %s", strerror(errno));
+            rc = 1;
+            break;
+        }
     }
 
     /* Hand back what did not finish: its offsets stay uncommitted, so the
@@ -1381,6 +1568,8 @@ int main(int argc, char **argv)
         ifq_warn("handing_back", "%d unfinished request(s) will be redelivered", w.njobs);
     rd_kafka_flush(w.producer, 5000);
     rd_kafka_poll(w.producer, 0);
+    for (size_t i = 0; i < w.ncons; i++)
+        usage_flush(&w, &w.cons[i]);
     char why[256];
     ifq_state_flush(w.state, why, sizeof(why));
     for (size_t i = 0; i < w.ncons; i++) {
@@ -1402,10 +1591,13 @@ out:
             rd_kafka_destroy(w.cons[i].rk);
         for (int k = 0; k < w.cons[i].nparts; k++)
             ifq_offsets_destroy(w.cons[i].parts[k].offs);
+        easy_pool_free(&w.cons[i]);
     }
+    ifq_curl_loop_free(w.loop);
     if (w.multi)
         curl_multi_cleanup(w.multi);
     ifq_timers_free(&w.timers);
+    free(w.health.deps);
     if (w.producer)
         rd_kafka_destroy(w.producer);
     ifq_state_destroy(w.state);

@@ -45,7 +45,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,6 +107,20 @@ def routed_all(bootstrap: str, group: str, topic: str) -> bool:
         c.close()
 
 
+def stack_pids() -> dict:
+    """{"kafka": pid, "redis": pid} of the local stack, for those running."""
+    out = {}
+    for name in ("kafka", "redis"):
+        f = ifq_e2e.ROOT / "deploy" / "local" / ".run" / f"{name}.pid"
+        try:
+            pid = int(f.read_text().split()[0])
+            os.kill(pid, 0)
+            out[name] = pid
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def percentile(sorted_vals, q):
     i = min(len(sorted_vals) - 1, max(0, int(round(q * (len(sorted_vals) - 1)))))
     return sorted_vals[i]
@@ -141,11 +157,23 @@ def one_run(args, env, gw, fake, producer, run_no):
     rt.start()
     started = time.time()
     host0, fake0 = host_cpu(), proc_cpu_us(fake.proc.pid)
+    svc = stack_pids()
+    svc0 = {k: proc_cpu_us(pid) for k, pid in svc.items()}
     w = gw.start_worker()
     ready = time.time()
+    prof = None
+    if args.perf_record:
+        # sampled profile of the load worker (see tests/bench/README.md)
+        prof = subprocess.Popen(["perf", "record", "-q", "-F", "499", *args.perf_args.split(),
+                                 "-o", f"{args.perf_record}.{run_no}", "-p", str(w.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finished = rt.done.wait(args.timeout)
+    if prof:
+        prof.send_signal(signal.SIGINT)
+        prof.wait(60)
     cpu = proc_cpu_us(w.pid)  # its whole life, start-up included
     host1, fake1 = host_cpu(), proc_cpu_us(fake.proc.pid)
+    svc1 = {k: proc_cpu_us(pid) for k, pid in svc.items()}
     peak = proc_status_kb(w.pid, "VmHWM")
     rss_end = proc_status_kb(w.pid, "VmRSS")
     rt.stop()
@@ -177,8 +205,13 @@ def one_run(args, env, gw, fake, producer, run_no):
         "cpu_s": round(cpu / 1e6, 2),
         "cpu_us_per_req": round(cpu / args.requests, 1),
         "fake_cpu_us_per_req": round((fake1 - fake0) / args.requests, 1),
+        **{f"{k}_cpu_us_per_req": round((svc1[k] - svc0[k]) / args.requests, 1) for k in svc},
         "host_cpu_busy": round((host1[0] - host0[0]) / max(1, host1[1] - host0[1]), 3),
         "fake_requests": fs["requests"],
+        # what the host's cores could do if the worker, the fake, Kafka and
+        # Redis were all that ran: cores / their CPU per request
+        "cpu_ceiling_rps": round(os.cpu_count() * 1e6 / max(1.0, (
+            cpu + (fake1 - fake0) + sum(svc1[k] - svc0[k] for k in svc)) / args.requests)),
         "fake_max_in_flight": fs["max_in_flight"],
         "failed": failed,
         "duplicates": rt.dups,
@@ -200,6 +233,10 @@ def main():
     ap.add_argument("--kafka-prop", action="append", default=[], metavar="KEY=VALUE",
                     help="extra librdkafka property for the programs (kafka.properties), "
                          "e.g. queued.max.messages.kbytes=8192; repeatable")
+    ap.add_argument("--perf-record", metavar="FILE",
+                    help="run `perf record` on the load worker; writes FILE.<run>")
+    ap.add_argument("--perf-args", default="-g",
+                    help="extra perf record arguments (default -g)")
     ap.add_argument("--keep", action="store_true", help="keep the bench's topics and logs")
     args = ap.parse_args()
     kafka_props = dict(kv.split("=", 1) for kv in args.kafka_prop)
@@ -264,7 +301,10 @@ def main():
         "kafka_mode": env.values.get("INFERQ_KAFKA_MODE"),
         "median": {k: med(k) for k in ("rps", "fraction", "rps_overall", "idle_rss_kb",
                                        "peak_rss_kb", "rss_per_inflight_kb", "cpu_us_per_req",
-                                       "fake_max_in_flight", "host_cpu_busy")},
+                                       "fake_cpu_us_per_req", "kafka_cpu_us_per_req",
+                                       "redis_cpu_us_per_req", "cpu_ceiling_rps",
+                                       "fake_max_in_flight", "host_cpu_busy")
+                   if all(k in r for r in runs)},
         "per_run": runs,
     }
     print(json.dumps(summary, indent=2))

@@ -1,8 +1,8 @@
 """
 Worker behaviours that contradicted the documentation, found while writing
 test_chaos.py. Each docstring names the code and the promise. The first
-three were fixed in c394d2f and now guard against a regression; the last
-two fail until the worker is fixed.
+three were fixed in c394d2f, the last two later; all guard against a
+regression now.
 
 Worker policy in this module: max_attempts 3, backoff 20..100 ms,
 circuit_failure_threshold 3, circuit_open_ms 60 s, shutdown grace 2 s (a
@@ -13,8 +13,8 @@ request left waiting for an open circuit is handed back at teardown).
 | test_deadline_bounds_the_wait_for_an_open_circuit | batch_expired at the deadline, not at the end of the open period | fixed in c394d2f |
 | test_timings_model_sums_every_attempt_of_the_chain | timings_ms.model sums all attempts | fixed in c394d2f |
 | test_open_circuit_stays_open_for_circuit_open_ms | an open circuit waits circuit_open_ms for its probe | fixed in c394d2f |
-| test_dropped_connection_is_not_resent_behind_the_workers_back | one recorded attempt = one call; max_attempts bounds the calls | open: fails |
-| test_full_deployment_resumes_without_a_one_second_stall | max_inflight keeps that many calls running | open: fails |
+| test_dropped_connection_is_not_resent_behind_the_workers_back | one recorded attempt = one call; max_attempts bounds the calls | fixed (on_prereq) |
+| test_full_deployment_resumes_without_a_one_second_stall | max_inflight keeps that many calls running | fixed in 22ff0fe |
 """
 import time
 
@@ -156,10 +156,6 @@ def test_open_circuit_stays_open_for_circuit_open_ms(gw, fake):
         f"but it is {c.get('state')!r}: the slow call's success closed it ({c})"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known, not fixed: libcurl 7.88 re-sends a POST whose reused keep-alive connection "
-    "is closed without a reply, below the worker's attempt accounting; the alternative "
-    "(CURLOPT_FORBID_REUSE) costs a connection per call. docs/reliability.md, Known gaps."))
 def test_dropped_connection_is_not_resent_behind_the_workers_back(gw, fake):
     """docs/configuration.md: max_attempts is the number of attempts per
     deployment; the result's inferq.attempts has "one object per upstream
@@ -176,7 +172,12 @@ def test_dropped_connection_is_not_resent_behind_the_workers_back(gw, fake):
     tell a stale connection from a dropped request: e.g. CURLOPT_MAXAGE_CONN
     shorter than the server's idle timeout plus treating a reused
     connection's "empty reply" as a failed attempt (CURLOPT_FORBID_REUSE is
-    the blunt instrument)."""
+    the blunt instrument).
+
+    Fixed: a CURLOPT_PREREQFUNCTION callback (on_prereq in workers/worker.c)
+    counts how often libcurl is about to send an attempt's request and
+    refuses the second send; the attempt ends as `connection_closed`, counted
+    and retried by the worker like any other failure."""
     # several idle connections in the worker's pool
     warm = [chat(unique("warm-"), "[[fake:latency=300]] warm", model="pooled") for _ in range(8)]
     send(gw, warm)
