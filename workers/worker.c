@@ -92,8 +92,9 @@ typedef struct job {
     char retry_after[64];
     char request_id[128];
     int64_t attempt_start_us;
-    int sends;        /* times libcurl was about to send this attempt's request */
-    int64_t model_ms; /* summed over attempts */
+    int sends;           /* times libcurl was about to send this attempt's request */
+    int deadline_capped; /* this attempt's timeout is the time left to the deadline */
+    int64_t model_ms;    /* summed over attempts */
 
     int is_probe; /* the half-open circuit's trial request */
     int lane;     /* ifq_priority_t of the request */
@@ -699,10 +700,13 @@ static void start_attempt(worker_t *w, job_t *j)
         return;
     }
     long timeout = j->dep->timeout_ms;
+    j->deadline_capped = 0;
     if (j->deadline_ms) {
         int64_t left = j->deadline_ms - ifq_now_ms();
-        if (left < timeout)
+        if (left < timeout) {
             timeout = left > 1 ? (long)left : 1;
+            j->deadline_capped = 1;
+        }
     }
     curl_easy_setopt(e, CURLOPT_URL, hr.url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -809,8 +813,12 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
                           j->attempt, "status", (json_int_t)status, "type", uerr.type),
                 "%s", uerr.message);
 
+    /* A timeout cut short by the deadline is the deadline passing, even
+     * when libcurl's timer fired a few milliseconds before the wall clock
+     * reached it. */
     int64_t now = ifq_now_ms();
-    if (j->deadline_ms && now >= j->deadline_ms) {
+    if (j->deadline_ms &&
+        (now >= j->deadline_ms || (cc == CURLE_OPERATION_TIMEDOUT && j->deadline_capped))) {
         slot_release(j);
         finish_error(w, j, "expired", "batch_expired",
                      "the request's deadline passed while calling the model");

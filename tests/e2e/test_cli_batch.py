@@ -489,7 +489,19 @@ def test_usage_matches_the_requests_sent(gw, tmp_path):
         return rows, deps
 
     zero = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-    before, before_dep = snapshot()
+    # Workers add to the per-deployment counters once a second: the baseline
+    # is taken once earlier tests' counts have landed (unchanged for 1.5 s,
+    # longer than the flush interval).
+    last = {"snap": None, "since": 0.0}
+
+    def settled():
+        snap = snapshot()
+        if snap != last["snap"]:
+            last["snap"], last["since"] = snap, time.monotonic()
+            return None
+        return snap if time.monotonic() - last["since"] >= 1.5 else None
+
+    before, before_dep = wait_until(settled, 30, "usage counters to settle", 0.25)
     tag = unique("use")
     rows = [chat(f"{tag}-c{i}", "count me " * (i + 1)) for i in range(30)] + \
            [embed(f"{tag}-e{i}", "vector") for i in range(10)]
