@@ -796,9 +796,13 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
     }
     http_release(j);
-    json_array_append_new(
-        json_object_get(j->ext, "attempts"),
-        attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency));
+    json_t *rec =
+        attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency);
+    /* libcurl never got to send the request (the connection was not made
+     * in time, or refused): the provider cannot have seen or billed it. */
+    if (status == 0 && j->sends == 0)
+        json_object_set_new(rec, "request_sent", json_false());
+    json_array_append_new(json_object_get(j->ext, "attempts"), rec);
     ifq_wreq_attempt_end(j->obs, status, body, body ? NULL : uerr.type, body ? NULL : uerr.message);
     circuit_record(w, j, body != NULL,
                    (status == 0 && !dropped) || status >= 500 ||

@@ -130,8 +130,11 @@ def err_type(a):
 
 
 def is_call(a):
-    """An attempt that called the model (not one skipped for an open circuit)."""
-    return err_type(a) != "circuit_open"
+    """An attempt that called the model: not one skipped for an open circuit,
+    nor one whose connection was not made before its time ran out (the
+    worker records those with request_sent: false; a deadline request's
+    last attempt can be that short)."""
+    return err_type(a) != "circuit_open" and a.get("request_sent", True)
 
 
 def plan(n: int, seed: int = 20261125) -> list[str]:
