@@ -90,31 +90,63 @@ rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
     return rk;
 }
 
-rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id,
-                                   ifq_rebalance_cb_t *rebalance_cb, void *opaque, char *errstr,
-                                   size_t errstr_size)
+/* Sets key to value unless the config's kafka properties set key. */
+static int conf_default(rd_kafka_conf_t *conf, const ifq_config_t *cfg, const char *key,
+                        const char *value, char *errstr, size_t errstr_size)
+{
+    if (cfg->kafka_props && json_object_get(cfg->kafka_props, key))
+        return 0;
+    return conf_set(conf, key, value, errstr, errstr_size);
+}
+
+/* Pre-fetch bounds for a consumer that never starts more than max_buffered
+ * messages at once (see kafka.h). */
+static int conf_bounded_prefetch(rd_kafka_conf_t *conf, const ifq_config_t *cfg, int max_buffered,
+                                 char *errstr, size_t errstr_size)
+{
+    /* librdkafka stops fetching a partition when the queue it is forwarded
+     * to holds queued.min.messages messages or queued.max.messages.kbytes. */
+    long msgs = max_buffered < 100 ? 100 : max_buffered;
+    long kbytes = msgs * IFQ_KAFKA_PREFETCH_BYTES_PER_MSG / 1024;
+    if (kbytes < 1024)
+        kbytes = 1024;
+    if (kbytes > 16384)
+        kbytes = 16384;
+    char nmsgs[24], nkb[24];
+    snprintf(nmsgs, sizeof(nmsgs), "%ld", msgs);
+    snprintf(nkb, sizeof(nkb), "%ld", kbytes);
+    if (conf_default(conf, cfg, "queued.min.messages", nmsgs, errstr, errstr_size) < 0 ||
+        conf_default(conf, cfg, "queued.max.messages.kbytes", nkb, errstr, errstr_size) < 0)
+        return -1;
+    /* One fetch response may bring this much per partition on top of the
+     * queue (1 MiB by default); a larger message is still fetched whole. */
+    return conf_default(conf, cfg, "fetch.message.max.bytes", "131072", errstr, errstr_size);
+}
+
+rd_kafka_t *ifq_kafka_consumer_new_bounded(const ifq_config_t *cfg, const char *group_id,
+                                           ifq_rebalance_cb_t *rebalance_cb, void *opaque,
+                                           int max_buffered, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = base_conf(cfg, errstr, errstr_size);
     if (!conf)
         return NULL;
     static const char *const defaults[][2] = {
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"enable.partition.eof", "false"},
-        {"fetch.wait.max.ms", "50"},
-        {"partition.assignment.strategy", "cooperative-sticky"},
-        /* librdkafka prefetches up to 64 MiB per consumer by default; a
-         * worker that stops reading at its in-flight cap needs far less. */
-        {"queued.max.messages.kbytes", "16384"},
+        {"enable.auto.commit", "false"},   {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
+        {"fetch.wait.max.ms", "50"},       {"partition.assignment.strategy", "cooperative-sticky"},
     };
     if (conf_set(conf, "group.id", group_id, errstr, errstr_size) < 0)
         goto fail;
-    for (size_t i = 0; i < IFQ_ARRAY_LEN(defaults); i++) {
-        if (cfg->kafka_props && json_object_get(cfg->kafka_props, defaults[i][0]))
-            continue;
-        if (conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) < 0)
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(defaults); i++)
+        if (conf_default(conf, cfg, defaults[i][0], defaults[i][1], errstr, errstr_size) < 0)
             goto fail;
+    if (max_buffered > 0) {
+        if (conf_bounded_prefetch(conf, cfg, max_buffered, errstr, errstr_size) < 0)
+            goto fail;
+    } else if (conf_default(conf, cfg, "queued.max.messages.kbytes", "16384", errstr, errstr_size) <
+               0) {
+        /* librdkafka prefetches up to 64 MiB per consumer by default. */
+        goto fail;
     }
     if (rebalance_cb)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -127,6 +159,14 @@ rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id
 fail:
     rd_kafka_conf_destroy(conf);
     return NULL;
+}
+
+rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id,
+                                   ifq_rebalance_cb_t *rebalance_cb, void *opaque, char *errstr,
+                                   size_t errstr_size)
+{
+    return ifq_kafka_consumer_new_bounded(cfg, group_id, rebalance_cb, opaque, 0, errstr,
+                                          errstr_size);
 }
 
 int ifq_kafka_ensure_topics(rd_kafka_t *rk, const ifq_config_t *cfg, const char *const *topics,

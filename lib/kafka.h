@@ -27,6 +27,20 @@ rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id
                                    ifq_rebalance_cb_t *rebalance_cb, void *opaque, char *errstr,
                                    size_t errstr_size);
 
+/* Bytes of pre-fetch allowed per message the consumer may start at once. */
+#define IFQ_KAFKA_PREFETCH_BYTES_PER_MSG 1024
+/* The same, for a consumer that never has more than max_buffered messages
+ * in progress (a worker's in-flight cap), so reading further ahead only
+ * costs memory: each queue its partitions are forwarded to (or the consumer
+ * queue) stops pre-fetching at max_buffered messages (at least 100) or
+ * max_buffered KiB (1-16 MiB), and one fetch brings at most 128 KiB per
+ * partition (a larger message still arrives whole). max_buffered <= 0 is
+ * ifq_kafka_consumer_new (16 MiB per queue). kafka.properties in the config
+ * override each of these. */
+rd_kafka_t *ifq_kafka_consumer_new_bounded(const ifq_config_t *cfg, const char *group_id,
+                                           ifq_rebalance_cb_t *rebalance_cb, void *opaque,
+                                           int max_buffered, char *errstr, size_t errstr_size);
+
 /* Creates the topics that do not exist yet (cfg->partitions each). Topics
  * named `requests` get a larger max.message.bytes so that an oversized request
  * reaches the broker and gets a clear error instead of failing in the

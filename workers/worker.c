@@ -43,10 +43,11 @@
 #include "worker_obs.h"
 
 #define MAX_RESPONSE_BYTES (32u * 1024 * 1024)
-/* libcurl's receive buffer per easy handle (its default is 16 KiB). Model
- * answers are mostly a few KiB; a larger one takes more reads, not more
- * memory per request in flight. */
-#define CURL_RECV_BUFFER 4096L
+/* libcurl's receive buffer per easy handle (its default is 16 KiB; 1 KiB
+ * is its minimum). Every pooled handle keeps one, so at 2,000 in flight
+ * each KiB here is 2 MB; a larger answer takes more reads in the same
+ * socket event, not more memory per request in flight. */
+#define CURL_RECV_BUFFER 1024L
 #define MAX_PARTS 1024
 
 typedef enum { JOB_QUEUED, JOB_HTTP, JOB_WAIT_RETRY, JOB_PRODUCING } job_phase_t;
@@ -1457,7 +1458,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < w.ncons; i++) {
         consumer_t *c = &w.cons[i];
         snprintf(c->group, sizeof(c->group), "%s.%s", w.cfg->worker_group_prefix, c->dep->name);
-        c->rk = ifq_kafka_consumer_new(w.cfg, c->group, rebalance_cb, c, errstr, sizeof(errstr));
+        /* It never starts more than this many of its messages at once:
+         * pre-fetching further ahead would only cost memory. */
+        int cap = c->dep->max_inflight < w.cfg->worker_max_inflight ? c->dep->max_inflight
+                                                                    : w.cfg->worker_max_inflight;
+        c->rk = ifq_kafka_consumer_new_bounded(w.cfg, c->group, rebalance_cb, c, cap, errstr,
+                                               sizeof(errstr));
         if (!c->rk) {
             ifq_error("startup_failed", "consumer: %s", errstr);
             goto out;
