@@ -677,7 +677,8 @@ static void parse_teams(vctx_t *v, ifq_config_t *cfg, json_t *teams)
     json_t *t;
     static const char *const keys[] = {
         "models", "reply_topics", "guardrail_policy",        "hmac_key_env",
-        "limits", "budget",       "over_limit_low_priority", "log_requests", NULL};
+        "limits", "budget",       "over_limit_low_priority", "log_requests",
+        NULL};
     static const char *const lkeys[] = {"rpm", "tpm", "models", NULL};
     static const char *const bkeys[] = {"daily_usd", "monthly_usd", NULL};
     static const char *const mkeys[] = {"rpm", "tpm", NULL};
@@ -778,10 +779,9 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     }
     cfg->root = root;
 
-    static const char *const top[] = {"kafka",       "redis",   "broker",  "worker",
-                                      "deployments", "aliases", "log",     "guardrails",
-                                      "teams",       "cache",   "routing", "trace",
-                                      NULL};
+    static const char *const top[] = {"kafka",   "redis", "broker",     "worker", "deployments",
+                                      "aliases", "log",   "guardrails", "teams",  "cache",
+                                      "routing", "trace", NULL};
     check_keys(&v, root, "config", top);
 
     json_t *kafka = get_section(&v, root, "kafka");

@@ -182,11 +182,18 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
 
 void ifq_usage_add(ifq_state_t *st, const char *key, int64_t in_tok, int64_t out_tok, double cost)
 {
-    char in_s[24], out_s[24], cost_s[32];
+    ifq_usage_add_n(st, key, 1, in_tok, out_tok, cost);
+}
+
+void ifq_usage_add_n(ifq_state_t *st, const char *key, int64_t requests, int64_t in_tok,
+                     int64_t out_tok, double cost)
+{
+    char n_s[24], in_s[24], out_s[24], cost_s[32];
+    snprintf(n_s, sizeof(n_s), "%lld", (long long)requests);
     snprintf(in_s, sizeof(in_s), "%lld", (long long)in_tok);
     snprintf(out_s, sizeof(out_s), "%lld", (long long)out_tok);
     snprintf(cost_s, sizeof(cost_s), "%.9f", cost);
-    const char *c1[] = {"HINCRBY", key, "requests", "1"};
+    const char *c1[] = {"HINCRBY", key, "requests", n_s};
     const char *c2[] = {"HINCRBY", key, "input_tokens", in_s};
     const char *c3[] = {"HINCRBY", key, "output_tokens", out_s};
     const char *c4[] = {"HINCRBYFLOAT", key, "cost_usd", cost_s};

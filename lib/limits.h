@@ -58,6 +58,10 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
 /* Queues one answered request into a usage hash (requests, input_tokens,
  * output_tokens, cost_usd; kept 40 days). */
 void ifq_usage_add(ifq_state_t *st, const char *key, int64_t in_tok, int64_t out_tok, double cost);
+/* The same for `requests` answered requests at once (a worker's batched
+ * per-deployment counters). */
+void ifq_usage_add_n(ifq_state_t *st, const char *key, int64_t requests, int64_t in_tok,
+                     int64_t out_tok, double cost);
 
 /* The cache key for a request: hex SHA-256 over scope, url, model and the
  * body with its keys sorted. Returns 0, or -1 when the request is not

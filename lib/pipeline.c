@@ -355,8 +355,8 @@ void ifq_pipeline_decide(ifq_pipeline_t *p, const void *buf, size_t len, const i
     size_t cl = 0;
     for (size_t i = 0; i < route.n; i++) {
         json_array_append_new(chain, json_string(route.chain[i]->name));
-        int w = snprintf(out->route_chain + cl, sizeof(out->route_chain) - cl, "%s%s",
-                         i ? ">" : "", route.chain[i]->name);
+        int w = snprintf(out->route_chain + cl, sizeof(out->route_chain) - cl, "%s%s", i ? ">" : "",
+                         route.chain[i]->name);
         if (w > 0 && cl + (size_t)w < sizeof(out->route_chain))
             cl += (size_t)w;
     }

@@ -441,24 +441,14 @@ static void usage_flush(worker_t *w, consumer_t *c)
 {
     if (c->usage.requests == 0)
         return;
-    char key[IFQ_MAX_TOPIC + 96], day[16], n[24], in[24], out[24], cost[32];
+    char key[IFQ_MAX_TOPIC + 96], day[16];
     time_t t = (time_t)(c->usage.day * 86400);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(day, sizeof(day), "%Y-%m-%d", &tm);
     snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", w->cfg->prefix, day, c->dep->name);
-    snprintf(n, sizeof(n), "%lld", (long long)c->usage.requests);
-    snprintf(in, sizeof(in), "%lld", (long long)c->usage.in_tok);
-    snprintf(out, sizeof(out), "%lld", (long long)c->usage.out_tok);
-    snprintf(cost, sizeof(cost), "%.9f", c->usage.cost);
-    const char *cmds[][4] = {{"HINCRBY", key, "requests", n},
-                             {"HINCRBY", key, "input_tokens", in},
-                             {"HINCRBY", key, "output_tokens", out},
-                             {"HINCRBYFLOAT", key, "cost_usd", cost}};
-    for (size_t i = 0; i < IFQ_ARRAY_LEN(cmds); i++)
-        ifq_state_queue_cmd(w->state, 4, cmds[i]);
-    const char *exp[] = {"EXPIRE", key, "3456000"}; /* 40 days, as ifq_usage_add */
-    ifq_state_queue_cmd(w->state, 3, exp);
+    ifq_usage_add_n(w->state, key, c->usage.requests, c->usage.in_tok, c->usage.out_tok,
+                    c->usage.cost);
     memset(&c->usage, 0, sizeof(c->usage));
 }
 
