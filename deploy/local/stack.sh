@@ -300,7 +300,7 @@ start_kafka_embedded() {
   prefix="$(yaml_scalar kafka topic_prefix inferq)"
   partitions="$(yaml_scalar kafka partitions 4)"
   local args=(--port "$KAFKA_PORT" --bootstrap-file "$RUN/kafka.bootstrap" --partitions "$partitions")
-  for t in requests replies traces dlq deferred; do args+=(--topic "$prefix.$t"); done
+  for t in requests replies traces logs guardrails dlq deferred; do args+=(--topic "$prefix.$t"); done
   while read -r d; do
     [[ -n "$d" ]] || continue
     # one topic per priority lane (see ifq_lane_topic)
