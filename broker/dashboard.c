@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "backlog.h"
+#include "limits.h"
 #include "route.h"
 #include "state.h"
 #include "trace_read.h"
@@ -325,11 +326,11 @@ static json_t *api_spend(dash_t *d)
     for (size_t i = 0; i < nt + nd; i++) {
         char key[IFQ_MAX_TOPIC + IFQ_MAX_NAME + 64];
         if (i < nt)
-            snprintf(key, sizeof(key), "%s:usage:%s:team:%s", d->cfg->prefix, day,
-                     d->cfg->teams[i].name);
+            ifq_usage_key(key, sizeof(key), d->cfg->prefix, day, "team", d->cfg->teams[i].name,
+                          NULL);
         else
-            snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", d->cfg->prefix, day,
-                     d->cfg->deployments[i - nt].name);
+            ifq_usage_key(key, sizeof(key), d->cfg->prefix, day, "deployment",
+                          d->cfg->deployments[i - nt].name, NULL);
         const char *argv[] = {"HGETALL", key};
         ifq_state_queue_cmd_cb(st, 2, argv, on_hash, &slots[i]);
     }

@@ -173,11 +173,20 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
         ifq_state_queue_cmd(st, 3, c4);
         ifq_state_queue_cmd(st, 3, e4);
     }
-    snprintf(k, sizeof(k), "%s:usage:%s:team:%s", prefix, day, team);
+    ifq_usage_key(k, sizeof(k), prefix, day, "team", team, NULL);
     ifq_usage_add(st, k, in_tok, out_tok, cost);
     /* The per-team x model usage, for `inferq usage`. */
-    snprintf(k, sizeof(k), "%s:usage:%s:team:%s:model:%s", prefix, day, team, model);
+    ifq_usage_key(k, sizeof(k), prefix, day, "team", team, model);
     ifq_usage_add(st, k, in_tok, out_tok, cost);
+}
+
+void ifq_usage_key(char *out, size_t size, const char *prefix, const char *day, const char *kind,
+                   const char *name, const char *model)
+{
+    if (model)
+        snprintf(out, size, "%s:usage:%s:%s:%s:model:%s", prefix, day, kind, name, model);
+    else
+        snprintf(out, size, "%s:usage:%s:%s:%s", prefix, day, kind, name);
 }
 
 void ifq_usage_add(ifq_state_t *st, const char *key, int64_t in_tok, int64_t out_tok, double cost)

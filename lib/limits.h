@@ -55,6 +55,12 @@ void ifq_limits_account(ifq_state_t *st, const char *prefix, const char *team, c
                         int64_t minute, int64_t est_tokens, int64_t real_tokens, int64_t in_tok,
                         int64_t out_tok, double cost, int64_t now_ms);
 
+/* Writes the usage hash key "<prefix>:usage:<day>:<kind>:<name>[:model:<model>]"
+ * into out; kind is "team" or "deployment", day "YYYY-MM-DD", model may be
+ * NULL. The one place the key's layout is spelled out (written by brokers
+ * and workers, read by `inferq usage` and the dashboard). */
+void ifq_usage_key(char *out, size_t size, const char *prefix, const char *day, const char *kind,
+                   const char *name, const char *model);
 /* Queues one answered request into a usage hash (requests, input_tokens,
  * output_tokens, cost_usd; kept 40 days). */
 void ifq_usage_add(ifq_state_t *st, const char *key, int64_t in_tok, int64_t out_tok, double cost);

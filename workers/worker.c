@@ -446,7 +446,7 @@ static void usage_flush(worker_t *w, consumer_t *c)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-    snprintf(key, sizeof(key), "%s:usage:%s:deployment:%s", w->cfg->prefix, day, c->dep->name);
+    ifq_usage_key(key, sizeof(key), w->cfg->prefix, day, "deployment", c->dep->name, NULL);
     ifq_usage_add_n(w->state, key, c->usage.requests, c->usage.in_tok, c->usage.out_tok,
                     c->usage.cost);
     memset(&c->usage, 0, sizeof(c->usage));

@@ -42,18 +42,6 @@ int cli_batch(ifq_config_t *cfg, int argc, char **argv, int use_avro);
 int cli_tail(ifq_config_t *cfg, int argc, char **argv);
 int cli_usage(ifq_config_t *cfg, int argc, char **argv);
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("inferq: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(CLI_USAGE);
-}
-
 /* Waits for the result of custom_id on the listener; returns it (caller
  * owns), or NULL on timeout or interruption. */
 static json_t *await_result(cli_client_t *c, const char *custom_id, int64_t deadline_mono)
@@ -94,7 +82,7 @@ static ifq_config_t *load_config(const char *path)
     else
         cfg = ifq_config_parse("{}", 2, errstr, sizeof(errstr));
     if (!cfg)
-        die("%s", errstr);
+        cli_fail(CLI_USAGE, "%s", errstr);
     return cfg;
 }
 
@@ -110,7 +98,7 @@ static char *read_stdin(size_t *len)
     for (;;) {
         if (n + 1 >= cap) {
             if (cap >= MAX_LINE)
-                die("stdin larger than %u bytes", MAX_LINE);
+                cli_fail(CLI_USAGE, "stdin larger than %u bytes", MAX_LINE);
             cap *= 2;
             buf = realloc(buf, cap);
         }
@@ -175,13 +163,13 @@ static int cmd_submit(ifq_config_t *cfg, int argc, char **argv, int use_avro)
         case 'k': {
             char *eq = strchr(optarg, '=');
             if (!eq)
-                die("--metadata wants KEY=VALUE");
+                cli_fail(CLI_USAGE, "--metadata wants KEY=VALUE");
             *eq = '\0';
             json_object_set_new(metadata, optarg, json_string(eq + 1));
             break;
         }
         default:
-            die("submit: unknown option (see inferq --help)");
+            cli_fail(CLI_USAGE, "submit: unknown option (see inferq --help)");
         }
     }
     json_t *req = NULL;
@@ -195,7 +183,7 @@ static int cmd_submit(ifq_config_t *cfg, int argc, char **argv, int use_avro)
             json_error_t jerr;
             req = json_loadb(text, len, 0, &jerr);
             if (!json_is_object(req))
-                die("stdin: not a JSON request line: %s", jerr.text);
+                cli_fail(CLI_USAGE, "stdin: not a JSON request line: %s", jerr.text);
         } else {
             while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
                 text[--len] = '\0';
@@ -242,7 +230,7 @@ static int cmd_submit(ifq_config_t *cfg, int argc, char **argv, int use_avro)
     cli_client_t c = {.cfg = cfg, .use_avro = use_avro};
     char errstr[256];
     if (use_avro && !(c.avro = ifq_avro_new(errstr, sizeof(errstr))))
-        die("avro: %s", errstr);
+        cli_fail(CLI_USAGE, "avro: %s", errstr);
     int rc = cli_client_open(&c, rt ? rt : cfg->topic_replies, 1, 0, NULL, NULL);
     if (!rc)
         rc = cli_produce(&c, cfg->topic_requests, req, cid);
@@ -270,7 +258,7 @@ static int cmd_status(ifq_config_t *cfg, int argc, char **argv)
     if (argc == 3 && strcmp(argv[2], "--json") == 0)
         argc = 2; /* the state is always printed as JSON */
     if (argc != 2 || argv[1][0] == '-')
-        die("usage: inferq status CUSTOM_ID [--json]");
+        cli_fail(CLI_USAGE, "usage: inferq status CUSTOM_ID [--json]");
     char errstr[512];
     ifq_state_t *st =
         ifq_state_connect(cfg->redis_url, cfg->prefix, cfg->state_ttl_s, errstr, sizeof(errstr));
@@ -303,10 +291,10 @@ static int cmd_models(ifq_config_t *cfg, int argc, char **argv)
         else if (strcmp(argv[i], "--json") == 0)
             as_json = 1;
         else
-            die("usage: inferq models [--team T] [--json]");
+            cli_fail(CLI_USAGE, "usage: inferq models [--team T] [--json]");
     }
     if (team && !ifq_config_team(cfg, team))
-        die("no team '%s' in the configuration", team);
+        cli_fail(CLI_USAGE, "no team '%s' in the configuration", team);
     /* Health comes from what workers publish in Redis; without Redis the
      * list is still printed, without health. */
     ifq_health_t health = {cfg->n_deployments,

@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "limits.h"
 #include "redis_url.h"
 
 #define MAX_DAYS 400
@@ -227,11 +228,10 @@ static int read_day_direct(redisContext *rc, const ifq_config_t *cfg, const char
         const char *tn = by_dep ? "*" : team ? team : cfg->teams[t].name;
         for (size_t m = 0; m < nm; m++) {
             if (by_dep)
-                snprintf(c[n].key, sizeof(c[n].key), "%s:usage:%s:deployment:%s", cfg->prefix, day,
-                         models[m]);
+                ifq_usage_key(c[n].key, sizeof(c[n].key), cfg->prefix, day, "deployment", models[m],
+                              NULL);
             else
-                snprintf(c[n].key, sizeof(c[n].key), "%s:usage:%s:team:%s:model:%s", cfg->prefix,
-                         day, tn, models[m]);
+                ifq_usage_key(c[n].key, sizeof(c[n].key), cfg->prefix, day, "team", tn, models[m]);
             c[n].team = tn;
             c[n].model = models[m];
             redisAppendCommand(rc, "HGETALL %s", c[n].key);

@@ -35,6 +35,7 @@
 #include <hiredis/hiredis.h>
 
 #include "prompt.h"
+#include "redis_fixture.h"
 
 #define CASES_FILE "tests/unit/data/prompt_render_cases.json"
 
@@ -303,115 +304,10 @@ static void invalid_utf8_text_is_refused(void **state)
 /* Part 2: storage, against a private redis-server                        */
 /* ====================================================================== */
 
-static pid_t redis_pid = -1;
-static int redis_port;
-static char redis_url[64];
-static char skip_reason[128];
-
-static int find_in_path(const char *name, char *out, size_t size)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        size_t n = strcspn(path, ":");
-        if (n && snprintf(out, size, "%.*s/%s", (int)n, path, name) < (int)size &&
-            access(out, X_OK) == 0)
-            return 0;
-        path += n;
-        if (*path == ':')
-            path++;
-    }
-    return -1;
-}
-
-/* A port the kernel just handed out, so no one else is listening there. */
-static int free_port(void)
-{
-    static const int reserved[] = {16379, 19092, 26379, 29092};
-    for (int tries = 0; tries < 20; tries++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t len = sizeof(a);
-        if (fd < 0)
-            return -1;
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-            getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-            close(fd);
-            return -1;
-        }
-        close(fd);
-        int port = ntohs(a.sin_port), ok = 1;
-        for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-            ok &= port != reserved[i];
-        if (ok)
-            return port;
-    }
-    return -1;
-}
-
-static void redis_stop(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
-}
-
 static int redis_start(void **state)
 {
     (void)state;
-    char bin[512];
-    if (find_in_path("redis-server", bin, sizeof(bin)) < 0) {
-        snprintf(skip_reason, sizeof(skip_reason), "no redis-server in PATH");
-        return 0;
-    }
-    redis_port = free_port();
-    if (redis_port < 0) {
-        snprintf(skip_reason, sizeof(skip_reason), "cannot find a free port");
-        return 0;
-    }
-    char port[16];
-    snprintf(port, sizeof(port), "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execl(bin, bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-              "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    if (redis_pid < 0) {
-        snprintf(skip_reason, sizeof(skip_reason), "fork: %s", strerror(errno));
-        return 0;
-    }
-    for (int i = 0; i < 100; i++) { /* up to 5 s */
-        struct timeval tv = {0, 200000};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-        int up = 0;
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            up = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-        }
-        if (c)
-            redisFree(c);
-        if (up) {
-            snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d/2", redis_port);
-            return 0;
-        }
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    redis_stop();
-    snprintf(skip_reason, sizeof(skip_reason), "redis-server did not answer on port %d",
-             redis_port);
-    return 0;
+    return redis_fixture_start(2);
 }
 
 static int redis_teardown(void **state)
@@ -420,14 +316,6 @@ static int redis_teardown(void **state)
     redis_stop();
     return 0;
 }
-
-#define NEED_REDIS()                                                                               \
-    do {                                                                                           \
-        if (redis_pid <= 0) {                                                                      \
-            print_message("[  SKIPPED ] storage test: %s\n", skip_reason);                         \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 static const char summarise_v1[] =
     "{\"messages\": [{\"role\": \"system\", \"content\": \"You are {{persona}}.\"},\n"

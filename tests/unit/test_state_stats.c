@@ -25,27 +25,8 @@
 
 #include <cmocka.h>
 
+#include "redis_fixture.h"
 #include "state.h"
-
-static pid_t redis_pid = -1;
-static int redis_port;
-static char redis_url[64];
-static char skip_reason[128];
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0)
-        return -1;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 static redisContext *direct(void)
 {
@@ -66,74 +47,15 @@ static redisContext *direct(void)
 static int redis_start(void **state)
 {
     (void)state;
-    redis_port = free_port();
-    if (redis_port < 0) {
-        snprintf(skip_reason, sizeof(skip_reason), "cannot find a free port");
-        return 0;
-    }
-    char port[16];
-    snprintf(port, sizeof(port), "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    if (redis_pid < 0) {
-        snprintf(skip_reason, sizeof(skip_reason), "fork: %s", strerror(errno));
-        return 0;
-    }
-    for (int i = 0; i < 100; i++) { /* up to about 5 s */
-        redisContext *c = direct();
-        redisReply *r = c ? redisCommand(c, "PING") : NULL;
-        int up = r && r->type == REDIS_REPLY_STATUS;
-        if (r)
-            freeReplyObject(r);
-        if (c)
-            redisFree(c);
-        if (up) {
-            snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d/3", redis_port);
-            return 0;
-        }
-        int st;
-        if (waitpid(redis_pid, &st, WNOHANG) == redis_pid) {
-            redis_pid = -1;
-            snprintf(skip_reason, sizeof(skip_reason), "no runnable redis-server in PATH");
-            return 0;
-        }
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = -1;
-    snprintf(skip_reason, sizeof(skip_reason), "redis-server did not answer");
-    return 0;
+    return redis_fixture_start(3);
 }
 
-static int redis_stop(void **state)
+static int redis_teardown(void **state)
 {
     (void)state;
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
+    redis_stop();
     return 0;
 }
-
-#define NEED_REDIS()                                                                               \
-    do {                                                                                           \
-        if (redis_pid <= 0) {                                                                      \
-            print_message("[  SKIPPED ] %s\n", skip_reason);                                       \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 /* Sums field over every "<prefix>:stats:*" hash; also returns the smallest
  * TTL seen (or -3 when there is no stats hash). */
@@ -285,5 +207,5 @@ int main(void)
         cmocka_unit_test(a_new_id_under_the_same_custom_id_counts_again),
         cmocka_unit_test(without_received_ms_only_the_count_is_kept),
     };
-    return cmocka_run_group_tests_name("state_stats", tests, redis_start, redis_stop);
+    return cmocka_run_group_tests_name("state_stats", tests, redis_start, redis_teardown);
 }
