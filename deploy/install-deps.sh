@@ -42,7 +42,7 @@ fi
 # ------------------------------------------------------------ Debian packages
 pkgs=(build-essential cmake ninja-build pkg-config
       librdkafka-dev libcurl4-openssl-dev libhiredis-dev libavro-dev libpcre2-dev
-      libjansson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev libssl-dev
+      libjansson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev libssl-dev libjemalloc-dev
       redis-server kcat clang clang-format curl ca-certificates chromium)
 
 java_major() {
