@@ -906,6 +906,7 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
                                         "group_id_prefix",
                                         "deployments",
                                         "max_inflight",
+                                        "threads",
                                         "max_attempts",
                                         "backoff_base_ms",
                                         "backoff_max_ms",
@@ -921,6 +922,7 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     if (cfg->worker_deployments && !json_is_array(cfg->worker_deployments))
         verr(&v, "worker.deployments: must be a list of deployment names (or [\"*\"])");
     cfg->worker_max_inflight = get_int(&v, worker, "worker", "max_inflight", 512, 1, 100000);
+    cfg->worker_threads = get_int(&v, worker, "worker", "threads", 1, 1, 64);
     cfg->max_attempts = get_int(&v, worker, "worker", "max_attempts", 3, 1, 100);
     cfg->backoff_base_ms = get_int(&v, worker, "worker", "backoff_base_ms", 200, 0, 600000);
     cfg->backoff_max_ms = get_int(&v, worker, "worker", "backoff_max_ms", 10000, 0, 3600000);

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -121,7 +122,8 @@ static const char *const circuit_names[] = {"closed", "open", "half_open"};
 typedef struct consumer {
     struct worker *w;
     ifq_deployment_t *dep;
-    circuit_t circuit;
+    circuit_t *circuit; /* the deployment's breaker, shared by the loops (proc_t) */
+    int cap;            /* this loop's share of the deployment's max_inflight */
     /* Priority lanes: each assigned partition's queue is forwarded to the
      * queue of its lane, and intake drains high, then normal, then low. */
     rd_kafka_queue_t *lane_q[3];
@@ -146,11 +148,21 @@ typedef struct consumer {
     } usage;
 } consumer_t;
 
+struct proc;
+
+/* One event loop (worker.threads of them per process, each on its own
+ * thread): its consumers, producer, Redis connection, curl multi, timers
+ * and jobs are its own, so the loops share no lock on the request path. */
 typedef struct worker {
+    struct proc *proc;
+    int index; /* in proc->loops */
+    int cap;   /* this loop's share of worker.max_inflight */
+    int rc;    /* exit code of the loop's thread */
     ifq_config_t *cfg;
     consumer_t *cons;
     size_t ncons;
     rd_kafka_t *producer;
+    rd_kafka_queue_t *mainq; /* the producer's, wakes the loop */
     ifq_state_t *state;
     ifq_guard_t *guard;
     CURLM *multi;
@@ -172,6 +184,23 @@ typedef struct worker {
     atomic_int inflight_gauge;
     ifq_wobs_t *obs;
 } worker_t;
+
+/* What the loops of one process share: the catalog, the guardrails and
+ * the metrics (each safe to use from any thread), and one circuit breaker
+ * per deployment under circ_mu, so a deployment's failures count the same
+ * whichever loop saw them and a half-open circuit lets one probe through
+ * for the whole process. */
+typedef struct proc {
+    ifq_config_t *cfg;
+    ifq_guard_t *guard;
+    ifq_wobs_t *obs;
+    worker_t *loops;
+    int nloops;
+    atomic_int fatal; /* a loop failed: all of them drain and the process exits 1 */
+    pthread_mutex_t circ_mu;
+    circuit_t *circuits;     /* one per cfg->deployments entry */
+    atomic_int *dep_inflight; /* calls in flight per deployment, all loops */
+} proc_t;
 
 static volatile sig_atomic_t stop_requested;
 
@@ -289,13 +318,13 @@ static CURL *easy_get(consumer_t *c)
 }
 
 /* Takes back an easy handle that is not in the multi. At most the
- * deployment's max_inflight are kept. */
+ * loop's share of the deployment's max_inflight are kept. */
 static void easy_put(consumer_t *c, CURL *e)
 {
-    if (c->n_easy_pool == c->cap_easy_pool && c->cap_easy_pool < c->dep->max_inflight) {
+    if (c->n_easy_pool == c->cap_easy_pool && c->cap_easy_pool < c->cap) {
         int cap = c->cap_easy_pool ? c->cap_easy_pool * 2 : 64;
-        if (cap > c->dep->max_inflight)
-            cap = c->dep->max_inflight;
+        if (cap > c->cap)
+            cap = c->cap;
         CURL **p = realloc(c->easy_pool, (size_t)cap * sizeof(*p));
         if (p) {
             c->easy_pool = p;
@@ -362,8 +391,10 @@ static void job_done(worker_t *w, job_t *j)
 
 static void slot_release(job_t *j)
 {
-    if (j->cons->inflight > 0)
+    if (j->cons->inflight > 0) {
         j->cons->inflight--;
+        atomic_fetch_sub(&j->w->proc->dep_inflight[j->cons->dep - j->w->cfg->deployments], 1);
+    }
     atomic_fetch_sub(&j->w->inflight_gauge, 1);
 }
 
@@ -853,58 +884,74 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 
 /* ---- circuit breaker ------------------------------------------------------ */
 
+static void circuit_update(worker_t *w, job_t *j, int success, int unhealthy);
+
+/* Publishes c's circuit (circ_mu held). */
 static void circuit_publish(worker_t *w, consumer_t *c)
 {
     char key[IFQ_MAX_TOPIC + 64], failures[16], now[24], total[24];
     snprintf(key, sizeof(key), "%s:circuit:%s", w->cfg->prefix, c->dep->name);
-    snprintf(failures, sizeof(failures), "%d", c->circuit.failures);
+    snprintf(failures, sizeof(failures), "%d", c->circuit->failures);
     snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
-    snprintf(total, sizeof(total), "%lld", (long long)c->circuit.opened_total);
-    const char *hset[] = {"HSET",         key,      "state",      circuit_names[c->circuit.state],
+    snprintf(total, sizeof(total), "%lld", (long long)c->circuit->opened_total);
+    const char *hset[] = {"HSET",         key,      "state",      circuit_names[c->circuit->state],
                           "failures",     failures, "updated_ms", now,
                           "opened_total", total};
     ifq_state_queue_cmd(w->state, (int)IFQ_ARRAY_LEN(hset), hset);
     const char *exp[] = {"EXPIRE", key, "86400"};
     ifq_state_queue_cmd(w->state, 3, exp);
-    ifq_wobs_circuit(w->obs, c->dep->name, (int)c->circuit.state, c->circuit.state == CIRCUIT_OPEN);
+    ifq_wobs_circuit(w->obs, c->dep->name, (int)c->circuit->state, c->circuit->state == CIRCUIT_OPEN);
     ifq_log_fields(IFQ_LOG_WARN, "circuit_changed",
                    json_pack("{ss ss si}", "deployment", c->dep->name, "state",
-                             circuit_names[c->circuit.state], "failures", c->circuit.failures),
-                   "circuit of %s is %s", c->dep->name, circuit_names[c->circuit.state]);
+                             circuit_names[c->circuit->state], "failures", c->circuit->failures),
+                   "circuit of %s is %s", c->dep->name, circuit_names[c->circuit->state]);
 }
 
 /* Returns 1 when a call to the job's deployment may start now; else 0 and
  * *wait_ms says when to ask again. */
 static int circuit_allow(worker_t *w, job_t *j, int64_t *wait_ms)
 {
-    circuit_t *cb = &j->cons->circuit;
+    circuit_t *cb = j->cons->circuit;
     int64_t now = ifq_mono_ms();
+    int allow = 1;
+    pthread_mutex_lock(&w->proc->circ_mu);
     if (cb->state == CIRCUIT_OPEN) {
         if (now < cb->open_until) {
             *wait_ms = cb->open_until - now;
-            return 0;
+            allow = 0;
+        } else {
+            cb->state = CIRCUIT_HALF_OPEN;
+            cb->probe_inflight = 0;
+            cb->adopted = 0; /* this worker's own probe decides from here */
+            circuit_publish(w, j->cons);
         }
-        cb->state = CIRCUIT_HALF_OPEN;
-        cb->probe_inflight = 0;
-        cb->adopted = 0; /* this worker's own probe decides from here */
-        circuit_publish(w, j->cons);
     }
-    if (cb->state == CIRCUIT_HALF_OPEN) {
+    if (allow && cb->state == CIRCUIT_HALF_OPEN) {
         if (cb->probe_inflight) {
             *wait_ms = 100;
-            return 0;
+            allow = 0;
+        } else {
+            cb->probe_inflight = 1;
+            j->is_probe = 1;
         }
-        cb->probe_inflight = 1;
-        j->is_probe = 1;
     }
-    return 1;
+    pthread_mutex_unlock(&w->proc->circ_mu);
+    return allow;
 }
 
 /* Records an attempt's outcome. unhealthy: a failure that a working
  * deployment does not produce (connection, timeout, 5xx). */
 static void circuit_record(worker_t *w, job_t *j, int success, int unhealthy)
 {
-    circuit_t *cb = &j->cons->circuit;
+    pthread_mutex_lock(&w->proc->circ_mu);
+    circuit_update(w, j, success, unhealthy);
+    pthread_mutex_unlock(&w->proc->circ_mu);
+}
+
+/* circuit_record with circ_mu held. */
+static void circuit_update(worker_t *w, job_t *j, int success, int unhealthy)
+{
+    circuit_t *cb = j->cons->circuit;
     int probe = j->is_probe;
     if (probe) {
         cb->probe_inflight = 0;
@@ -957,14 +1004,17 @@ static void circuit_refresh(worker_t *w)
         if (k >= w->health.n)
             continue;
         const ifq_dep_health_t *h = &w->health.deps[k];
-        circuit_adopt_t a = ifq_circuit_adopt(&c->circuit, h->circuit_open, h->circuit_changed_ms,
+        pthread_mutex_lock(&w->proc->circ_mu);
+        circuit_adopt_t a = ifq_circuit_adopt(c->circuit, h->circuit_open, h->circuit_changed_ms,
                                               now, mono, w->cfg->circuit_open_ms);
+        int state = (int)c->circuit->state;
+        pthread_mutex_unlock(&w->proc->circ_mu);
         if (a != CIRCUIT_ADOPT_NONE)
             ifq_log_fields(IFQ_LOG_WARN, "circuit_adopted",
                            json_pack("{ss ss}", "deployment", c->dep->name, "state",
-                                     circuit_names[c->circuit.state]),
+                                     circuit_names[state]),
                            "circuit of %s is %s, as published by another worker", c->dep->name,
-                           circuit_names[c->circuit.state]);
+                           circuit_names[state]);
     }
 }
 
@@ -1153,8 +1203,7 @@ static void intake(worker_t *w, consumer_t *c)
     job_t *batch[BATCH];
     int n = 0;
     while (n < BATCH && !w->draining) {
-        int room = c->inflight + n < c->dep->max_inflight &&
-                   atomic_load(&w->inflight_gauge) + n < w->cfg->worker_max_inflight;
+        int room = c->inflight + n < c->cap && atomic_load(&w->inflight_gauge) + n < w->cap;
         /* Full: only the consumer's own queue (events; a message there was
          * consumed already and is taken even over the cap). */
         rd_kafka_message_t *m = room ? next_message(c) : rd_kafka_consume_queue(c->q, 0);
@@ -1201,6 +1250,7 @@ static void intake(worker_t *w, consumer_t *c)
         const char *kv[] = {"deployment", c->dep->name};
         ifq_state_queue(w->state, j->custom_id, j->id, "running", kv, 2);
         c->inflight++;
+        atomic_fetch_add(&w->proc->dep_inflight[c->dep - w->cfg->deployments], 1);
         atomic_fetch_add(&w->inflight_gauge, 1);
         dispatch(w, j);
     }
@@ -1210,17 +1260,28 @@ static void intake(worker_t *w, consumer_t *c)
 
 static int worker_ready(void *opaque, char *why, size_t why_size)
 {
-    worker_t *w = opaque;
-    if (!atomic_load(&w->ready)) {
-        snprintf(why, why_size, "waiting for the Kafka group assignment");
-        return 0;
-    }
+    proc_t *p = opaque;
+    for (int k = 0; k < p->nloops; k++)
+        if (!atomic_load(&p->loops[k].ready)) {
+            snprintf(why, why_size, "waiting for the Kafka group assignment");
+            return 0;
+        }
     return 1;
 }
 
 static size_t worker_metrics(void *opaque, char *buf, size_t size)
 {
-    worker_t *w = opaque;
+    proc_t *p = opaque;
+    long long sum[7] = {0};
+    int inflight = 0;
+    for (int k = 0; k < p->nloops; k++) {
+        worker_t *w = &p->loops[k];
+        atomic_llong *c[] = {&w->n_succeeded, &w->n_failed,  &w->n_expired, &w->n_failover,
+                             &w->n_retries,   &w->n_skipped, &w->n_http};
+        for (size_t i = 0; i < IFQ_ARRAY_LEN(c); i++)
+            sum[i] += (long long)atomic_load(c[i]);
+        inflight += atomic_load(&w->inflight_gauge);
+    }
     int n = snprintf(
         buf, size,
         "# TYPE inferq_worker_results_total counter\n"
@@ -1233,12 +1294,9 @@ static size_t worker_metrics(void *opaque, char *buf, size_t size)
         "inferq_worker_duplicates_skipped_total %lld\n"
         "# TYPE inferq_worker_http_requests_total counter\ninferq_worker_http_requests_total %lld\n"
         "# TYPE inferq_worker_inflight gauge\ninferq_worker_inflight %d\n",
-        (long long)atomic_load(&w->n_succeeded), (long long)atomic_load(&w->n_failed),
-        (long long)atomic_load(&w->n_expired), (long long)atomic_load(&w->n_failover),
-        (long long)atomic_load(&w->n_retries), (long long)atomic_load(&w->n_skipped),
-        (long long)atomic_load(&w->n_http), atomic_load(&w->inflight_gauge));
+        sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], inflight);
     size_t len = n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
-    return len + ifq_wobs_render(w->obs, buf + len, size - len);
+    return len + ifq_wobs_render(p->obs, buf + len, size - len);
 }
 
 /* ---- main loop -------------------------------------------------------------- */
@@ -1284,9 +1342,18 @@ static void publish_inflight(worker_t *w)
         const char *exp[] = {"EXPIRE", key, "60"};
         ifq_state_queue_cmd(w->state, 4, hset);
         ifq_state_queue_cmd(w->state, 3, exp);
-        ifq_wobs_deployment(w->obs, w->cons[i].dep->name, w->cons[i].inflight,
-                            (int)w->cons[i].circuit.state);
-        ifq_wobs_lag(w->obs, w->cons[i].rk, w->cons[i].group, i == 0);
+        /* The gauges are the process's: the first loop sets them from every
+         * loop's count. With several loops each sets its own partitions'
+         * lag, so none resets the others' (a revoked partition's lag stays
+         * until the process restarts). */
+        size_t k = (size_t)(w->cons[i].dep - w->cfg->deployments);
+        pthread_mutex_lock(&w->proc->circ_mu);
+        int state = (int)w->cons[i].circuit->state;
+        pthread_mutex_unlock(&w->proc->circ_mu);
+        if (w->index == 0)
+            ifq_wobs_deployment(w->obs, w->cons[i].dep->name,
+                                atomic_load(&w->proc->dep_inflight[k]), state);
+        ifq_wobs_lag(w->obs, w->cons[i].rk, w->cons[i].group, i == 0 && w->proc->nloops == 1);
     }
 }
 
@@ -1306,6 +1373,321 @@ static void usage(void)
 {
     fprintf(stderr, "usage: inferq-worker --config FILE [--deployment NAME]... "
                     "[--log-level debug|info|warn|error]\n");
+}
+
+/* Which deployments this process serves: --deployment flags, else
+ * worker.deployments, else all. Fills served (cfg->n_deployments entries);
+ * returns how many, or -1 after printing why the command line is wrong. */
+static int select_deployments(ifq_config_t *cfg, const char *const *only, int nonly,
+                              ifq_deployment_t **served)
+{
+    int n = 0;
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        ifq_deployment_t *d = &cfg->deployments[i];
+        int serve = 0;
+        if (nonly) {
+            for (int k = 0; k < nonly; k++)
+                serve |= strcmp(only[k], d->name) == 0;
+        } else if (cfg->worker_deployments && json_array_size(cfg->worker_deployments)) {
+            size_t k;
+            json_t *v;
+            json_array_foreach(cfg->worker_deployments, k, v)
+            {
+                const char *s = json_string_value(v);
+                serve |= s && (strcmp(s, "*") == 0 || strcmp(s, d->name) == 0);
+            }
+        } else {
+            serve = 1;
+        }
+        if (!serve)
+            continue;
+        if (!ifq_provider_find(d->provider)) {
+            fprintf(stderr, "inferq-worker: deployment %s: no adapter for provider %s\n", d->name,
+                    d->provider);
+            return -1;
+        }
+        served[n++] = d;
+    }
+    for (int k = 0; k < nonly; k++)
+        if (!ifq_config_deployment(cfg, only[k])) {
+            fprintf(stderr, "inferq-worker: --deployment %s is not in the catalog\n", only[k]);
+            return -1;
+        }
+    if (n == 0) {
+        fprintf(stderr, "inferq-worker: no deployments to serve\n");
+        return -1;
+    }
+    return n;
+}
+
+/* A loop's share of a process-wide cap: the loops together never exceed it. */
+static int loop_share(int cap, int nloops)
+{
+    return cap / nloops > 0 ? cap / nloops : 1;
+}
+
+/* Sets up event loop w (its index in p->loops): its wake pipe, Redis
+ * connection, producer, one consumer per served deployment, curl multi.
+ * The first loop also creates the topics. Returns 0, or -1 after logging
+ * why (loop_free releases what was made). */
+static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nserved)
+{
+    char errstr[512];
+    char host[128] = "host";
+    gethostname(host, sizeof(host) - 1);
+    /* Each loop reports its own in-flight counts under its own id (readers
+     * sum them); the first keeps the process's plain id. */
+    if (w->index == 0)
+        snprintf(w->worker_id, sizeof(w->worker_id), "%s-%d", host, (int)getpid());
+    else
+        snprintf(w->worker_id, sizeof(w->worker_id), "%s-%d.%d", host, (int)getpid(), w->index);
+    w->proc = p;
+    w->cfg = p->cfg;
+    w->guard = p->guard;
+    w->obs = p->obs;
+    w->cap = loop_share(w->cfg->worker_max_inflight, p->nloops);
+    w->rng = (uint64_t)ifq_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL ^
+             ((uint64_t)w->index << 16);
+    w->wake[0] = w->wake[1] = -1;
+    w->cons = calloc((size_t)nserved, sizeof(*w->cons));
+    if (!w->cons || pipe(w->wake) < 0) {
+        ifq_error("startup_failed", "loop %d: %s", w->index, strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < nserved; i++) {
+        consumer_t *c = &w->cons[w->ncons++];
+        c->dep = served[i];
+        c->w = w;
+        c->circuit = &p->circuits[served[i] - w->cfg->deployments];
+        int cap = c->dep->max_inflight < w->cfg->worker_max_inflight ? c->dep->max_inflight
+                                                                      : w->cfg->worker_max_inflight;
+        c->cap = loop_share(cap, p->nloops);
+    }
+    fcntl(w->wake[0], F_SETFL, O_NONBLOCK);
+    fcntl(w->wake[1], F_SETFL, O_NONBLOCK);
+
+    w->state = ifq_state_connect(w->cfg->redis_url, w->cfg->prefix, w->cfg->state_ttl_s, errstr,
+                                 sizeof(errstr));
+    if (!w->state) {
+        ifq_error("startup_failed", "%s", errstr);
+        return -1;
+    }
+    w->producer = ifq_kafka_producer_new(w->cfg, dr_cb, w, NULL, errstr, sizeof(errstr));
+    if (!w->producer) {
+        ifq_error("startup_failed", "producer: %s", errstr);
+        return -1;
+    }
+    w->mainq = rd_kafka_queue_get_main(w->producer);
+    rd_kafka_queue_io_event_enable(w->mainq, w->wake[1], "1", 1);
+    if (w->index == 0 && w->cfg->create_topics) {
+        const char **topics = calloc(3 * w->ncons + 4, sizeof(*topics));
+        char(*lanes)[IFQ_MAX_TOPIC + 1] = calloc(3 * w->ncons, sizeof(*lanes));
+        size_t nt = 0;
+        int trc = IFQ_ERR_IO;
+        snprintf(errstr, sizeof(errstr), "out of memory");
+        if (topics && lanes) {
+            topics[nt++] = w->cfg->topic_replies;
+            topics[nt++] = w->cfg->topic_dlq;
+            topics[nt++] = w->cfg->topic_traces;
+            topics[nt++] = w->cfg->topic_logs;
+            for (size_t i = 0; i < w->ncons; i++)
+                for (int lane = 0; lane < 3; lane++) {
+                    ifq_lane_topic(w->cfg, w->cons[i].dep, lane, lanes[3 * i + lane],
+                                   sizeof(lanes[0]));
+                    topics[nt++] = lanes[3 * i + lane];
+                }
+            trc = ifq_kafka_ensure_topics(w->producer, w->cfg, topics, nt, 15000, errstr,
+                                          sizeof(errstr));
+        }
+        free(topics);
+        free(lanes);
+        if (trc != IFQ_OK) {
+            ifq_error("startup_failed", "%s", errstr);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < w->ncons; i++) {
+        consumer_t *c = &w->cons[i];
+        snprintf(c->group, sizeof(c->group), "%s.%s", w->cfg->worker_group_prefix, c->dep->name);
+        /* It never starts more than this many of its messages at once:
+         * pre-fetching further ahead would only cost memory. */
+        c->rk = ifq_kafka_consumer_new_bounded(w->cfg, c->group, rebalance_cb, c, c->cap, errstr,
+                                               sizeof(errstr));
+        if (!c->rk) {
+            ifq_error("startup_failed", "consumer: %s", errstr);
+            return -1;
+        }
+        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(3);
+        for (int lane = 0; lane < 3; lane++) {
+            ifq_lane_topic(w->cfg, c->dep, lane, c->lane_topic[lane], sizeof(c->lane_topic[0]));
+            rd_kafka_topic_partition_list_add(subs, c->lane_topic[lane], RD_KAFKA_PARTITION_UA);
+            c->lane_q[lane] = rd_kafka_queue_new(c->rk);
+            rd_kafka_queue_io_event_enable(c->lane_q[lane], w->wake[1], "1", 1);
+        }
+        rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        if (serr) {
+            ifq_error("startup_failed", "subscribe %s: %s", c->dep->topic, rd_kafka_err2str(serr));
+            return -1;
+        }
+        c->q = rd_kafka_queue_get_consumer(c->rk);
+        rd_kafka_queue_io_event_enable(c->q, w->wake[1], "1", 1);
+    }
+    w->health.n = w->cfg->n_deployments;
+    w->health.deps = calloc(w->health.n ? w->health.n : 1, sizeof(*w->health.deps));
+    if (!w->health.deps)
+        w->health.n = 0; /* no refresh; local circuits only */
+    ifq_timers_init(&w->timers);
+    w->multi = curl_multi_init();
+    if (!w->multi) {
+        ifq_error("startup_failed", "curl_multi_init failed");
+        return -1;
+    }
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)w->cap);
+    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    w->loop = ifq_curl_loop_new(w->multi, w->wake[0]);
+    if (!w->loop) {
+        ifq_error("startup_failed", "epoll: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs event loop w until the process stops (SIGTERM/SIGINT: drain within
+ * the grace period) or a fatal error; then hands back what did not finish
+ * and commits what did. Returns the exit code. */
+static int loop_run(worker_t *w)
+{
+    int64_t drain_started = 0;
+    int rc = 0;
+    for (;;) {
+        if ((stop_requested || atomic_load(&w->proc->fatal)) && !w->draining) {
+            w->draining = 1;
+            drain_started = ifq_mono_ms();
+            ifq_info("draining", "%d request(s) in flight; grace %d ms", w->njobs,
+                     w->cfg->shutdown_grace_ms);
+        }
+        if (w->draining && (w->njobs == 0 ||
+                            now_ms_since(drain_started) > w->cfg->shutdown_grace_ms || w->fatal))
+            break;
+        if (w->fatal) {
+            rc = 1;
+            break;
+        }
+
+        drain_wake(w);
+        int all_assigned = 1;
+        for (size_t i = 0; i < w->ncons; i++) {
+            consumer_t *c = &w->cons[i];
+            /* At the in-flight cap the lane queues are simply not read:
+             * librdkafka stops fetching at queued.max.messages.kbytes, so
+             * nothing grows without bound, and there is no pause/resume
+             * (a resumed partition waits for the next fetch tick, which
+             * throttled a full worker to ~max_inflight requests a second).
+             * The consumer's own queue is still served, for rebalances and
+             * to keep the group membership alive. */
+            if (w->draining) {
+                rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
+                if (m)
+                    rd_kafka_message_destroy(m); /* left to the next owner */
+            } else {
+                intake(w, c);
+            }
+            all_assigned &= c->assigned_once;
+        }
+        if (all_assigned)
+            atomic_store(&w->ready, 1);
+
+        ifq_curl_loop_kick(w->loop);
+        reap_http(w);
+        int64_t next_ms = 100;
+        run_timers(w, &next_ms);
+        rd_kafka_poll(w->producer, 0);
+
+        char why[256];
+        if (ifq_state_pending(w->state) && ifq_state_flush(w->state, why, sizeof(why)) != IFQ_OK)
+            ifq_warn("state_flush_failed", "%s", why);
+        if (now_ms_since(w->last_publish_ms) >= 1000) {
+            publish_inflight(w);
+            for (size_t i = 0; i < w->ncons; i++)
+                usage_flush(w, &w->cons[i]);
+            w->last_publish_ms = ifq_mono_ms();
+        }
+        if (now_ms_since(w->last_health_ms) >= CIRCUIT_REFRESH_MS) {
+            circuit_refresh(w);
+            w->last_health_ms = ifq_mono_ms();
+        }
+        if (now_ms_since(w->last_commit_ms) >= 200) {
+            for (size_t i = 0; i < w->ncons; i++)
+                commit_parts(&w->cons[i], 0);
+            w->last_commit_ms = ifq_mono_ms();
+        }
+
+        if (ifq_curl_loop_wait(w->loop, (int)next_ms) < 0) {
+            ifq_error("event_loop_failed", "epoll: %s", strerror(errno));
+            rc = 1;
+            break;
+        }
+    }
+    /* A loop that fails takes the process down: the others drain too. */
+    if (rc != 0 || w->fatal)
+        atomic_store(&w->proc->fatal, 1);
+
+    /* Hand back what did not finish: its offsets stay uncommitted, so the
+     * group redelivers it. Commit everything that did. */
+    if (w->njobs)
+        ifq_warn("handing_back", "%d unfinished request(s) will be redelivered", w->njobs);
+    rd_kafka_flush(w->producer, 5000);
+    rd_kafka_poll(w->producer, 0);
+    for (size_t i = 0; i < w->ncons; i++)
+        usage_flush(w, &w->cons[i]);
+    char why[256];
+    ifq_state_flush(w->state, why, sizeof(why));
+    for (size_t i = 0; i < w->ncons; i++) {
+        commit_parts(&w->cons[i], 1);
+        rd_kafka_consumer_close(w->cons[i].rk);
+    }
+    while (w->jobs)
+        job_free(w, w->jobs);
+    return rc != 0 || w->fatal ? 1 : 0;
+}
+
+/* Releases what loop_init made (also after a partial loop_init). */
+static void loop_free(worker_t *w)
+{
+    if (w->mainq)
+        rd_kafka_queue_destroy(w->mainq);
+    for (size_t i = 0; i < w->ncons; i++) {
+        if (w->cons[i].q)
+            rd_kafka_queue_destroy(w->cons[i].q);
+        for (int lane = 0; lane < 3; lane++)
+            if (w->cons[i].lane_q[lane])
+                rd_kafka_queue_destroy(w->cons[i].lane_q[lane]);
+        if (w->cons[i].rk)
+            rd_kafka_destroy(w->cons[i].rk);
+        for (int k = 0; k < w->cons[i].nparts; k++)
+            ifq_offsets_destroy(w->cons[i].parts[k].offs);
+        easy_pool_free(&w->cons[i]);
+    }
+    ifq_curl_loop_free(w->loop);
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    ifq_timers_free(&w->timers);
+    free(w->health.deps);
+    if (w->producer)
+        rd_kafka_destroy(w->producer);
+    ifq_state_destroy(w->state);
+    free(w->cons);
+    for (int k = 0; k < 2; k++)
+        if (w->wake[k] >= 0)
+            close(w->wake[k]);
+}
+
+static void *loop_thread(void *arg)
+{
+    worker_t *w = arg;
+    w->rc = loop_run(w);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -1337,282 +1719,96 @@ int main(int argc, char **argv)
         return 2;
     }
     char errstr[512];
-    worker_t w = {0};
-    char host[128] = "host";
-    gethostname(host, sizeof(host) - 1);
-    snprintf(w.worker_id, sizeof(w.worker_id), "%s-%d", host, (int)getpid());
-    w.rng = (uint64_t)ifq_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
-    w.cfg = ifq_config_load(config_path, errstr, sizeof(errstr));
-    if (!w.cfg) {
+    proc_t p = {0};
+    p.cfg = ifq_config_load(config_path, errstr, sizeof(errstr));
+    if (!p.cfg) {
         fprintf(stderr, "inferq-worker: %s\n", errstr);
         return 2;
     }
-    int lv = ifq_log_level_parse(level ? level : w.cfg->log_level);
+    int lv = ifq_log_level_parse(level ? level : p.cfg->log_level);
     ifq_log_init("inferq-worker", lv < 0 ? IFQ_LOG_INFO : (ifq_log_level_t)lv);
-    w.obs = ifq_wobs_new(w.cfg, w.worker_id);
+    ifq_deployment_t **served = calloc(p.cfg->n_deployments + 1, sizeof(*served));
+    int nserved = served ? select_deployments(p.cfg, only, nonly, served) : -1;
+    if (nserved < 0) {
+        free(served);
+        ifq_config_destroy(p.cfg);
+        return 2;
+    }
+    char instance[160], host[128] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(instance, sizeof(instance), "%s-%d", host, (int)getpid());
+    p.obs = ifq_wobs_new(p.cfg, instance);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_mutex_init(&p.circ_mu, NULL);
 
-    /* Which deployments this process serves: --deployment flags, else
-     * worker.deployments, else all. */
-    w.cons = calloc(w.cfg->n_deployments ? w.cfg->n_deployments : 1, sizeof(*w.cons));
-    for (size_t i = 0; i < w.cfg->n_deployments; i++) {
-        ifq_deployment_t *d = &w.cfg->deployments[i];
-        int serve = 0;
-        if (nonly) {
-            for (int k = 0; k < nonly; k++)
-                serve |= strcmp(only[k], d->name) == 0;
-        } else if (w.cfg->worker_deployments && json_array_size(w.cfg->worker_deployments)) {
-            size_t k;
-            json_t *v;
-            json_array_foreach(w.cfg->worker_deployments, k, v)
-            {
-                const char *s = json_string_value(v);
-                serve |= s && (strcmp(s, "*") == 0 || strcmp(s, d->name) == 0);
-            }
-        } else {
-            serve = 1;
-        }
-        if (serve) {
-            if (!ifq_provider_find(d->provider)) {
-                fprintf(stderr, "inferq-worker: deployment %s: no adapter for provider %s\n",
-                        d->name, d->provider);
-                return 2;
-            }
-            w.cons[w.ncons].dep = d;
-            w.cons[w.ncons].w = &w;
-            w.ncons++;
-        }
-    }
-    for (int k = 0; k < nonly; k++)
-        if (!ifq_config_deployment(w.cfg, only[k])) {
-            fprintf(stderr, "inferq-worker: --deployment %s is not in the catalog\n", only[k]);
-            return 2;
-        }
-    if (w.ncons == 0) {
-        fprintf(stderr, "inferq-worker: no deployments to serve\n");
-        return 2;
-    }
-
-    int rc = 1;
+    int rc = 1, started = 0;
     ifq_admin_t *admin = NULL;
-    if (pipe(w.wake) < 0) {
-        ifq_error("startup_failed", "pipe: %s", strerror(errno));
+    p.nloops = p.cfg->worker_threads;
+    p.loops = calloc((size_t)p.nloops, sizeof(*p.loops));
+    p.circuits = calloc(p.cfg->n_deployments + 1, sizeof(*p.circuits));
+    p.dep_inflight = calloc(p.cfg->n_deployments + 1, sizeof(*p.dep_inflight));
+    if (!p.loops || !p.circuits || !p.dep_inflight) {
+        ifq_error("startup_failed", "out of memory");
         goto out;
     }
-    fcntl(w.wake[0], F_SETFL, O_NONBLOCK);
-    fcntl(w.wake[1], F_SETFL, O_NONBLOCK);
+    p.guard = ifq_guard_from_config(p.cfg, errstr, sizeof(errstr));
+    if (!p.guard) {
+        ifq_error("startup_failed", "%s", errstr);
+        goto out;
+    }
+    for (int k = 0; k < p.nloops; k++) {
+        p.loops[k].index = k;
+        started = k + 1;
+        if (loop_init(&p, &p.loops[k], served, nserved) < 0)
+            goto out;
+    }
 
-    w.state = ifq_state_connect(w.cfg->redis_url, w.cfg->prefix, w.cfg->state_ttl_s, errstr,
-                                sizeof(errstr));
-    if (!w.state) {
+    ifq_admin_handlers_t ah = {.ready = worker_ready, .metrics = worker_metrics, .opaque = &p};
+    admin = ifq_admin_start(p.cfg->worker_admin_port, &ah, errstr, sizeof(errstr));
+    if (!admin && p.cfg->worker_admin_port > 0) {
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
-    w.guard = ifq_guard_from_config(w.cfg, errstr, sizeof(errstr));
-    if (!w.guard) {
-        ifq_error("startup_failed", "%s", errstr);
-        goto out;
-    }
-    w.producer = ifq_kafka_producer_new(w.cfg, dr_cb, &w, NULL, errstr, sizeof(errstr));
-    if (!w.producer) {
-        ifq_error("startup_failed", "producer: %s", errstr);
-        goto out;
-    }
-    rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(w.producer);
-    rd_kafka_queue_io_event_enable(mainq, w.wake[1], "1", 1);
-    if (w.cfg->create_topics) {
-        const char **topics = calloc(3 * w.ncons + 4, sizeof(*topics));
-        char(*lanes)[IFQ_MAX_TOPIC + 1] = calloc(3 * w.ncons, sizeof(*lanes));
-        size_t nt = 0;
-        topics[nt++] = w.cfg->topic_replies;
-        topics[nt++] = w.cfg->topic_dlq;
-        topics[nt++] = w.cfg->topic_traces;
-        topics[nt++] = w.cfg->topic_logs;
-        for (size_t i = 0; i < w.ncons; i++)
-            for (int lane = 0; lane < 3; lane++) {
-                ifq_lane_topic(w.cfg, w.cons[i].dep, lane, lanes[3 * i + lane], sizeof(lanes[0]));
-                topics[nt++] = lanes[3 * i + lane];
-            }
-        int trc =
-            ifq_kafka_ensure_topics(w.producer, w.cfg, topics, nt, 15000, errstr, sizeof(errstr));
-        free(topics);
-        free(lanes);
-        if (trc != IFQ_OK) {
-            ifq_error("startup_failed", "%s", errstr);
-            goto out;
+    ifq_info("started", "serving %d deployment(s), max_inflight %d, %d event loop(s)", nserved,
+             p.cfg->worker_max_inflight, p.nloops);
+
+    /* Loop 0 runs on this thread, the others on their own. */
+    pthread_t *th = calloc((size_t)p.nloops, sizeof(*th));
+    int nth = 1; /* loops [1, nth) run on threads */
+    for (int k = 1; th && k < p.nloops; k++) {
+        if (pthread_create(&th[k], NULL, loop_thread, &p.loops[k]) != 0) {
+            ifq_error("startup_failed", "thread: %s", strerror(errno));
+            atomic_store(&p.fatal, 1);
+            break;
         }
+        nth = k + 1;
     }
-    for (size_t i = 0; i < w.ncons; i++) {
-        consumer_t *c = &w.cons[i];
-        snprintf(c->group, sizeof(c->group), "%s.%s", w.cfg->worker_group_prefix, c->dep->name);
-        /* It never starts more than this many of its messages at once:
-         * pre-fetching further ahead would only cost memory. */
-        int cap = c->dep->max_inflight < w.cfg->worker_max_inflight ? c->dep->max_inflight
-                                                                    : w.cfg->worker_max_inflight;
-        c->rk = ifq_kafka_consumer_new_bounded(w.cfg, c->group, rebalance_cb, c, cap, errstr,
-                                               sizeof(errstr));
-        if (!c->rk) {
-            ifq_error("startup_failed", "consumer: %s", errstr);
-            goto out;
-        }
-        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(3);
-        for (int lane = 0; lane < 3; lane++) {
-            ifq_lane_topic(w.cfg, c->dep, lane, c->lane_topic[lane], sizeof(c->lane_topic[0]));
-            rd_kafka_topic_partition_list_add(subs, c->lane_topic[lane], RD_KAFKA_PARTITION_UA);
-            c->lane_q[lane] = rd_kafka_queue_new(c->rk);
-            rd_kafka_queue_io_event_enable(c->lane_q[lane], w.wake[1], "1", 1);
-        }
-        rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, subs);
-        rd_kafka_topic_partition_list_destroy(subs);
-        if (serr) {
-            ifq_error("startup_failed", "subscribe %s: %s", c->dep->topic, rd_kafka_err2str(serr));
-            goto out;
-        }
-        c->q = rd_kafka_queue_get_consumer(c->rk);
-        rd_kafka_queue_io_event_enable(c->q, w.wake[1], "1", 1);
+    if (!th)
+        atomic_store(&p.fatal, 1);
+    rc = loop_run(&p.loops[0]);
+    for (int k = 1; k < nth; k++) {
+        pthread_join(th[k], NULL);
+        if (p.loops[k].rc != 0)
+            rc = 1;
     }
-    w.health.n = w.cfg->n_deployments;
-    w.health.deps = calloc(w.health.n ? w.health.n : 1, sizeof(*w.health.deps));
-    if (!w.health.deps)
-        w.health.n = 0; /* no refresh; local circuits only */
-    ifq_timers_init(&w.timers);
-    w.multi = curl_multi_init();
-    curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cfg->worker_max_inflight);
-    curl_multi_setopt(w.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    w.loop = ifq_curl_loop_new(w.multi, w.wake[0]);
-    if (!w.loop) {
-        ifq_error("startup_failed", "epoll: %s", strerror(errno));
+    free(th);
+    if (atomic_load(&p.fatal))
         rc = 1;
-        goto out;
-    }
-
-    ifq_admin_handlers_t ah = {.ready = worker_ready, .metrics = worker_metrics, .opaque = &w};
-    admin = ifq_admin_start(w.cfg->worker_admin_port, &ah, errstr, sizeof(errstr));
-    if (!admin && w.cfg->worker_admin_port > 0) {
-        ifq_error("startup_failed", "%s", errstr);
-        goto out;
-    }
-    ifq_info("started", "serving %zu deployment(s), max_inflight %d", w.ncons,
-             w.cfg->worker_max_inflight);
-
-    int64_t drain_started = 0;
-    rc = 0;
-    for (;;) {
-        if (stop_requested && !w.draining) {
-            w.draining = 1;
-            drain_started = ifq_mono_ms();
-            ifq_info("draining", "%d request(s) in flight; grace %d ms", w.njobs,
-                     w.cfg->shutdown_grace_ms);
-        }
-        if (w.draining &&
-            (w.njobs == 0 || now_ms_since(drain_started) > w.cfg->shutdown_grace_ms || w.fatal))
-            break;
-        if (w.fatal) {
-            rc = 1;
-            break;
-        }
-
-        drain_wake(&w);
-        int all_assigned = 1;
-        for (size_t i = 0; i < w.ncons; i++) {
-            consumer_t *c = &w.cons[i];
-            /* At the in-flight cap the lane queues are simply not read:
-             * librdkafka stops fetching at queued.max.messages.kbytes, so
-             * nothing grows without bound, and there is no pause/resume
-             * (a resumed partition waits for the next fetch tick, which
-             * throttled a full worker to ~max_inflight requests a second).
-             * The consumer's own queue is still served, for rebalances and
-             * to keep the group membership alive. */
-            if (w.draining) {
-                rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, 0);
-                if (m)
-                    rd_kafka_message_destroy(m); /* left to the next owner */
-            } else {
-                intake(&w, c);
-            }
-            all_assigned &= c->assigned_once;
-        }
-        if (all_assigned)
-            atomic_store(&w.ready, 1);
-
-        ifq_curl_loop_kick(w.loop);
-        reap_http(&w);
-        int64_t next_ms = 100;
-        run_timers(&w, &next_ms);
-        rd_kafka_poll(w.producer, 0);
-
-        char why[256];
-        if (ifq_state_pending(w.state) && ifq_state_flush(w.state, why, sizeof(why)) != IFQ_OK)
-            ifq_warn("state_flush_failed", "%s", why);
-        if (now_ms_since(w.last_publish_ms) >= 1000) {
-            publish_inflight(&w);
-            for (size_t i = 0; i < w.ncons; i++)
-                usage_flush(&w, &w.cons[i]);
-            w.last_publish_ms = ifq_mono_ms();
-        }
-        if (now_ms_since(w.last_health_ms) >= CIRCUIT_REFRESH_MS) {
-            circuit_refresh(&w);
-            w.last_health_ms = ifq_mono_ms();
-        }
-        if (now_ms_since(w.last_commit_ms) >= 200) {
-            for (size_t i = 0; i < w.ncons; i++)
-                commit_parts(&w.cons[i], 0);
-            w.last_commit_ms = ifq_mono_ms();
-        }
-
-        if (ifq_curl_loop_wait(w.loop, (int)next_ms) < 0) {
-            ifq_error("event_loop_failed", "epoll: %s", strerror(errno));
-            rc = 1;
-            break;
-        }
-    }
-
-    /* Hand back what did not finish: its offsets stay uncommitted, so the
-     * group redelivers it. Commit everything that did. */
-    if (w.njobs)
-        ifq_warn("handing_back", "%d unfinished request(s) will be redelivered", w.njobs);
-    rd_kafka_flush(w.producer, 5000);
-    rd_kafka_poll(w.producer, 0);
-    for (size_t i = 0; i < w.ncons; i++)
-        usage_flush(&w, &w.cons[i]);
-    char why[256];
-    ifq_state_flush(w.state, why, sizeof(why));
-    for (size_t i = 0; i < w.ncons; i++) {
-        commit_parts(&w.cons[i], 1);
-        rd_kafka_consumer_close(w.cons[i].rk);
-    }
-    while (w.jobs)
-        job_free(&w, w.jobs);
-    rd_kafka_queue_destroy(mainq);
 out:
     ifq_admin_stop(admin);
-    for (size_t i = 0; i < w.ncons; i++) {
-        if (w.cons[i].q)
-            rd_kafka_queue_destroy(w.cons[i].q);
-        for (int lane = 0; lane < 3; lane++)
-            if (w.cons[i].lane_q[lane])
-                rd_kafka_queue_destroy(w.cons[i].lane_q[lane]);
-        if (w.cons[i].rk)
-            rd_kafka_destroy(w.cons[i].rk);
-        for (int k = 0; k < w.cons[i].nparts; k++)
-            ifq_offsets_destroy(w.cons[i].parts[k].offs);
-        easy_pool_free(&w.cons[i]);
-    }
-    ifq_curl_loop_free(w.loop);
-    if (w.multi)
-        curl_multi_cleanup(w.multi);
-    ifq_timers_free(&w.timers);
-    free(w.health.deps);
-    if (w.producer)
-        rd_kafka_destroy(w.producer);
-    ifq_state_destroy(w.state);
-    ifq_guard_destroy(w.guard);
-    ifq_wobs_destroy(w.obs);
-    free(w.cons);
-    ifq_config_destroy(w.cfg);
+    for (int k = 0; k < started; k++)
+        loop_free(&p.loops[k]);
+    free(p.loops);
+    free(p.circuits);
+    free((void *)p.dep_inflight);
+    free(served);
+    pthread_mutex_destroy(&p.circ_mu);
+    ifq_guard_destroy(p.guard);
+    ifq_wobs_destroy(p.obs);
+    ifq_config_destroy(p.cfg);
     curl_global_cleanup();
     ifq_info("stopped", "exit %d", rc);
     return rc;

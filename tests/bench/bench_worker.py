@@ -35,7 +35,8 @@ Figures per run:
   fake_max_in_flight  most concurrent calls the fake saw (must be <= M)
   host_cpu_busy  share of all the machine's cores busy during the load
                 (/proc/stat; the fake, Kafka, Redis, this script and anything
-                else running count too), fake_cpu_us_per_req the fake's part
+                else running count too), fake_cpu_us_per_req the fake's part,
+                bench_cpu_us_per_req this script's (it reads result keys only)
 
 --runs R reports the medians. Prints one JSON object on stdout (progress on
 stderr). See tests/bench/README.md.
@@ -147,16 +148,19 @@ def one_run(args, env, gw, fake, producer, run_no):
 
     # 3. load
     def result_key(m):
-        try:
-            return json.loads(m.value())["custom_id"]
-        except (ValueError, KeyError, TypeError):
-            return None
+        # Results are keyed by custom_id (docs/wire-contract.md): reading the
+        # key instead of parsing every result keeps this reader's CPU, which
+        # shares the machine with what is measured, small. The values are
+        # checked after the run ("failed", and custom_id == key below).
+        k = m.key()
+        return k.decode() if k else None
 
     fake.reset()
     rt = ReceiveThread(env.bootstrap, gw.replies, result_key, args.requests)
     rt.start()
     started = time.time()
     host0, fake0 = host_cpu(), proc_cpu_us(fake.proc.pid)
+    self0 = proc_cpu_us(os.getpid())
     svc = stack_pids()
     svc0 = {k: proc_cpu_us(pid) for k, pid in svc.items()}
     w = gw.start_worker()
@@ -173,6 +177,7 @@ def one_run(args, env, gw, fake, producer, run_no):
         prof.wait(60)
     cpu = proc_cpu_us(w.pid)  # its whole life, start-up included
     host1, fake1 = host_cpu(), proc_cpu_us(fake.proc.pid)
+    self1 = proc_cpu_us(os.getpid())
     svc1 = {k: proc_cpu_us(pid) for k, pid in svc.items()}
     peak = proc_status_kb(w.pid, "VmHWM")
     rss_end = proc_status_kb(w.pid, "VmRSS")
@@ -187,7 +192,9 @@ def one_run(args, env, gw, fake, producer, run_no):
     t10, t90 = percentile(arrivals, 0.10), percentile(arrivals, 0.90)
     rps = 0.8 * len(arrivals) / (t90 - t10) if t90 > t10 else None
     ideal = args.inflight * 1000.0 / args.latency_ms
-    failed = sum(1 for v in got.values() if json.loads(v[2])["error"] is not None)
+    values = {k: json.loads(v[2]) for k, v in got.items()}
+    failed = sum(1 for v in values.values() if v["error"] is not None)
+    mismatched = sum(1 for k, v in values.items() if v.get("custom_id") != k)
     return {
         "run": run_no,
         "preload_s": round(preload_s, 1),
@@ -206,6 +213,7 @@ def one_run(args, env, gw, fake, producer, run_no):
         "cpu_us_per_req": round(cpu / args.requests, 1),
         "fake_cpu_us_per_req": round((fake1 - fake0) / args.requests, 1),
         **{f"{k}_cpu_us_per_req": round((svc1[k] - svc0[k]) / args.requests, 1) for k in svc},
+        "bench_cpu_us_per_req": round((self1 - self0) / args.requests, 1),
         "host_cpu_busy": round((host1[0] - host0[0]) / max(1, host1[1] - host0[1]), 3),
         "fake_requests": fs["requests"],
         # what the host's cores could do if the worker, the fake, Kafka and
@@ -214,6 +222,7 @@ def one_run(args, env, gw, fake, producer, run_no):
             cpu + (fake1 - fake0) + sum(svc1[k] - svc0[k] for k in svc)) / args.requests)),
         "fake_max_in_flight": fs["max_in_flight"],
         "failed": failed,
+        "key_mismatches": mismatched,
         "duplicates": rt.dups,
     }
 
@@ -226,6 +235,8 @@ def main():
     ap.add_argument("--inflight", type=int, default=2000,
                     help="worker.max_inflight and the deployment's max_inflight")
     ap.add_argument("--latency-ms", type=int, default=200, help="the fake model's latency")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="worker.threads: event loops in the worker process (default 1)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--idle-s", type=float, default=2.0,
                     help="how long the idle worker sits before its RSS is read")
@@ -252,7 +263,8 @@ def main():
                  deployments={"bench": deployment(fake.base_url, "fake-chat",
                                                   max_inflight=args.inflight)},
                  aliases={"chat-default": ["bench"]},
-                 worker={"max_inflight": args.inflight}, partitions=args.partitions,
+                 worker={"max_inflight": args.inflight, "threads": args.threads},
+                 partitions=args.partitions,
                  kafka_properties=kafka_props)
     runs = []
     try:
@@ -294,6 +306,7 @@ def main():
         "runs": len(runs),
         "inflight": args.inflight,
         "latency_ms": args.latency_ms,
+        "threads": args.threads,
         "ideal_rps": args.inflight * 1000.0 / args.latency_ms,
         "partitions": args.partitions,
         "kafka_properties": kafka_props,
@@ -302,7 +315,8 @@ def main():
         "median": {k: med(k) for k in ("rps", "fraction", "rps_overall", "idle_rss_kb",
                                        "peak_rss_kb", "rss_per_inflight_kb", "cpu_us_per_req",
                                        "fake_cpu_us_per_req", "kafka_cpu_us_per_req",
-                                       "redis_cpu_us_per_req", "cpu_ceiling_rps",
+                                       "redis_cpu_us_per_req", "bench_cpu_us_per_req",
+                                       "cpu_ceiling_rps",
                                        "fake_max_in_flight", "host_cpu_busy")
                    if all(k in r for r in runs)},
         "per_run": runs,
