@@ -259,7 +259,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* Commit what is finished; in-flight requests of these partitions
          * still complete and answer, but their offsets are no longer ours
          * (the new owner redelivers them, and the idempotency check in Redis
-         * keeps the model from being called twice when we were first). */
+         * keeps the model from being called twice when we were first: the
+         * final states of finished requests are in Redis first). */
+        ifq_state_sync(c->w->state, 2000);
         commit_parts(c, 1);
         for (int i = 0; i < parts->cnt; i++) {
             part_t *p = part_find(c, parts->elems[i].topic, parts->elems[i].partition);
@@ -1411,6 +1413,8 @@ int main(int argc, char **argv)
         ifq_error("startup_failed", "%s", errstr);
         goto out;
     }
+    if (ifq_state_async_start(w.state, errstr, sizeof(errstr)) != IFQ_OK)
+        ifq_warn("state_writer_failed", "%s; writing Redis from the event loop", errstr);
     w.guard = ifq_guard_from_config(w.cfg, errstr, sizeof(errstr));
     if (!w.guard) {
         ifq_error("startup_failed", "%s", errstr);
@@ -1578,8 +1582,7 @@ int main(int argc, char **argv)
     rd_kafka_poll(w.producer, 0);
     for (size_t i = 0; i < w.ncons; i++)
         usage_flush(&w, &w.cons[i]);
-    char why[256];
-    ifq_state_flush(w.state, why, sizeof(why));
+    ifq_state_async_stop(w.state, 5000); /* what Redis has not taken in 5 s is lost */
     for (size_t i = 0; i < w.ncons; i++) {
         commit_parts(&w.cons[i], 1);
         rd_kafka_consumer_close(w.cons[i].rk);
