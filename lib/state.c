@@ -23,52 +23,87 @@
 
 #define STATE_MAX_QUEUE 100000
 #define STATE_MAX_ARGS 32
+/* Most request updates in one EVALSHA of the state script: Redis runs a
+ * script without serving anyone else (~10 us per update). */
+#define STATE_GROUP_MAX 128
 
 /* Latency buckets (ms, upper bounds) and lifetime of the per-second stats
  * hashes; readers take the bucket bounds from the field names. */
 #define IFQ_STATS_BUCKETS_LUA "100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000"
 #define IFQ_STATS_TTL_S_LUA "900"
 
-/* The state script. ARGV: id, state, rank, ttl, "<state>_ms", now, then
- * field/value pairs. A request's first arrival in a final state (rank 4)
- * also counts it in the per-second stats hash "<prefix>:stats:<epoch s>"
- * (the prefix is KEYS[1] up to ":req:"; prefixes never contain ':'): count
- * per final state, `n`, and when received_ms is known the latency
- * (final - received) as lat_count, lat_sum_ms and cumulative buckets
- * lat_le_<ms>. A repeated final transition of the same id is not counted
- * again. The hash lives 15 minutes: it feeds the dashboard's charts. */
+/* The state script: applies several requests' updates in one EVALSHA
+ * (one Lua call per request cost Redis more than the updates themselves).
+ * KEYS: the request hashes; ARGV[1]: the TTL; then for each key in order:
+ * id, state, rank, npairs, then npairs field/value pairs, the first being
+ * "<state>_ms"/now. Per request, a state never moves backwards: a lower
+ * rank of the same id only fills fields it lacks. A request's first arrival
+ * in a final state (rank 4) also counts it in the per-second stats hash
+ * "<prefix>:stats:<epoch s>" (the prefix is the key up to ":req:"; prefixes
+ * never contain ':'): count per final state, `n`, and when received_ms is
+ * known the latency (final - received) as lat_count, lat_sum_ms and
+ * cumulative buckets lat_le_<ms>. A repeated final transition of the same
+ * id is not counted again. The counts of the whole call are summed first
+ * and written with one HINCRBY per field. The hash lives 15 minutes: it
+ * feeds the dashboard's charts. One request's failure (e.g. its key is not
+ * a hash) does not stop the others: the reply is then an error naming how
+ * many failed. */
 static const char state_script[] =
-    "local function stats(state, fin)\n"
-    "  local pfx = string.match(KEYS[1], '^(.-):req:')\n"
+    "local ttl = ARGV[1]\n"
+    "local sums, sks = {}, {}\n"
+    "local function add(sk, f, n)\n"
+    "  local t = sums[sk]\n"
+    "  if not t then t = {}; sums[sk] = t; sks[#sks + 1] = sk end\n"
+    "  t[f] = (t[f] or 0) + n\n"
+    "end\n"
+    "local function stats(key, state, fin)\n"
+    "  local pfx = string.match(key, '^(.-):req:')\n"
     "  if not pfx or not fin then return end\n"
     "  local sk = pfx .. ':stats:' .. string.format('%d', math.floor(fin / 1000))\n"
-    "  redis.call('HINCRBY', sk, state, 1)\n"
-    "  redis.call('HINCRBY', sk, 'n', 1)\n"
-    "  local rcv = tonumber(redis.call('HGET', KEYS[1], 'received_ms'))\n"
+    "  add(sk, state, 1)\n"
+    "  add(sk, 'n', 1)\n"
+    "  local rcv = tonumber(redis.call('HGET', key, 'received_ms'))\n"
     "  if rcv then\n"
     "    local lat = fin - rcv\n"
     "    if lat < 0 then lat = 0 end\n"
-    "    redis.call('HINCRBY', sk, 'lat_count', 1)\n"
-    "    redis.call('HINCRBY', sk, 'lat_sum_ms', string.format('%d', lat))\n"
+    "    add(sk, 'lat_count', 1)\n"
+    "    add(sk, 'lat_sum_ms', lat)\n"
     "    for _, b in ipairs({" IFQ_STATS_BUCKETS_LUA "}) do\n"
-    "      if lat <= b then redis.call('HINCRBY', sk, 'lat_le_' .. b, 1) end\n"
+    "      if lat <= b then add(sk, 'lat_le_' .. b, 1) end\n"
     "    end\n"
     "  end\n"
+    "end\n"
+    "local function apply(key, a, last)\n"
+    "  local id, rank = ARGV[a], tonumber(ARGV[a + 2])\n"
+    "  local cur = redis.call('HMGET', key, 'id', 'rank')\n"
+    "  if cur[1] == id and cur[2] and tonumber(cur[2]) > rank then\n"
+    "    for i = a + 4, last, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end\n"
+    "  else\n"
+    "    if cur[1] and cur[1] ~= id then redis.call('DEL', key) end\n"
+    "    local was_final = cur[1] == id and cur[2] and tonumber(cur[2]) >= 4\n"
+    "    redis.call('HSET', key, 'id', id, 'state', ARGV[a + 1], 'rank', rank,\n"
+    "               unpack(ARGV, a + 4, last))\n"
+    "    if rank == 4 and not was_final then stats(key, ARGV[a + 1], tonumber(ARGV[a + 5])) end\n"
+    "  end\n"
+    "  redis.call('EXPIRE', key, ttl)\n"
+    "end\n"
+    "local a, errs, first = 2, 0, nil\n"
+    "for k = 1, #KEYS do\n"
+    "  local last = a + 3 + 2 * tonumber(ARGV[a + 3])\n"
+    "  local ok, err = pcall(apply, KEYS[k], a, last)\n"
+    "  if not ok then errs = errs + 1; first = first or err end\n"
+    "  a = last + 1\n"
+    "end\n"
+    "for _, sk in ipairs(sks) do\n"
+    "  for f, n in pairs(sums[sk]) do redis.call('HINCRBY', sk, f, string.format('%d', n)) end\n"
     "  redis.call('EXPIRE', sk, " IFQ_STATS_TTL_S_LUA ")\n"
     "end\n"
-    "local cur = redis.call('HMGET', KEYS[1], 'id', 'rank')\n"
-    "local rank = tonumber(ARGV[3])\n"
-    "if cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) > rank then\n"
-    "  for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end\n"
-    "else\n"
-    "  if cur[1] and cur[1] ~= ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
-    "  local was_final = cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) >= 4\n"
-    "  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', ARGV[2], 'rank', rank,\n"
-    "             unpack(ARGV, 5))\n"
-    "  if rank == 4 and not was_final then stats(ARGV[2], tonumber(ARGV[6])) end\n"
+    "if errs > 0 then\n"
+    "  if type(first) == 'table' then first = first.err end\n"
+    "  return redis.error_reply(errs .. ' of ' .. #KEYS .. ' state updates failed: ' ..\n"
+    "                           tostring(first))\n"
     "end\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "return 1\n";
+    "return #KEYS\n";
 
 #define STATE_MAX_SCRIPTS 8
 /* Most commands the writer thread holds (handed off, not yet answered).
@@ -83,6 +118,7 @@ static const char state_script[] =
  * writer thread) only copies bytes to a socket. */
 typedef struct {
     size_t off, len;
+    size_t updates; /* what it counts for in the caps: 1, or a group's size */
     ifq_state_reply_cb on_reply;
     void *opaque;
 } state_cmd_t;
@@ -93,8 +129,19 @@ typedef struct {
     size_t out_len, out_cap;
     state_cmd_t *cmds;
     size_t n, cap;
-    int has_cb; /* some command has a reply callback */
+    size_t updates; /* sum of cmds[].updates */
+    int has_cb;     /* some command has a reply callback */
 } state_queue_t;
+
+/* Request state updates that become one EVALSHA of the state script at the
+ * next flush (or at STATE_GROUP_MAX): RESP bulk strings of the keys and of
+ * the arguments after ARGV[1]. */
+typedef struct {
+    char *keys, *args;
+    size_t keys_len, keys_cap, args_len, args_cap;
+    int n;     /* requests */
+    int nargs; /* bulk strings in args */
+} state_group_t;
 
 typedef struct {
     const char *lua; /* static text, borrowed */
@@ -135,6 +182,7 @@ struct ifq_state {
     state_script_t scripts[STATE_MAX_SCRIPTS]; /* [0] is the state script */
     int nscripts;
     state_queue_t q;
+    state_group_t g;
     unsigned long long dropped; /* updates dropped at the queue's cap */
     int64_t drop_warn_ms;
     state_writer_t *writer; /* NULL: flushes are synchronous */
@@ -216,6 +264,7 @@ static void queue_reset(state_queue_t *q)
             q->cmds[i].on_reply(q->cmds[i].opaque, NULL);
     q->n = 0;
     q->out_len = 0;
+    q->updates = 0;
     q->has_cb = 0;
 }
 
@@ -256,10 +305,10 @@ static void queue_put_bytes(state_queue_t *q, const void *p, size_t n)
     q->out_len += n;
 }
 
-/* Counts a dropped update; warns at most once a second. */
-static void queue_dropped(ifq_state_t *st)
+/* Counts n dropped updates; warns at most once a second. */
+static void queue_dropped(ifq_state_t *st, size_t n)
 {
-    st->dropped++;
+    st->dropped += n;
     int64_t now = ifq_mono_ms();
     if (now - st->drop_warn_ms >= 1000) {
         st->drop_warn_ms = now;
@@ -269,38 +318,68 @@ static void queue_dropped(ifq_state_t *st)
     }
 }
 
+/* Starts a command of at most bytes bytes that counts for updates; NULL
+ * when it is dropped (queue full, out of memory). End it with queue_end. */
+static state_cmd_t *queue_begin(ifq_state_t *st, size_t bytes, size_t updates)
+{
+    state_queue_t *q = &st->q;
+    if (q->updates + updates > STATE_MAX_QUEUE || queue_reserve(q, bytes) < 0) {
+        queue_dropped(st, updates);
+        return NULL;
+    }
+    state_cmd_t *c = &q->cmds[q->n++];
+    memset(c, 0, sizeof(*c));
+    c->off = q->out_len;
+    c->updates = updates;
+    q->updates += updates;
+    return c;
+}
+
+static void queue_end(state_queue_t *q, state_cmd_t *c)
+{
+    c->len = q->out_len - c->off;
+}
+
+static void queue_bulk(state_queue_t *q, const char *s, size_t n)
+{
+    char hdr[32];
+    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
+    queue_put_bytes(q, hdr, (size_t)h);
+    queue_put_bytes(q, s, n);
+    queue_put_bytes(q, "\r\n", 2);
+}
+
+static void queue_header(state_queue_t *q, int argc)
+{
+    char hdr[32];
+    int h = snprintf(hdr, sizeof(hdr), "*%d\r\n", argc);
+    queue_put_bytes(q, hdr, (size_t)h);
+}
+
+static void group_emit(ifq_state_t *st);
+
 /* Appends one command (argv[i] of lens[i] bytes) in RESP. Returns 0, or -1
  * when it was dropped (queue full, out of memory; cb is then not called). */
 static int queue_put(ifq_state_t *st, int argc, const char *const *argv, const size_t *lens,
                      ifq_state_reply_cb cb, void *opaque)
 {
-    state_queue_t *q = &st->q;
-    if (q->n >= STATE_MAX_QUEUE) {
-        queue_dropped(st);
-        return -1;
-    }
+    /* A caller that reads a reply may read what it wrote: grouped state
+     * updates go first. */
+    if (cb)
+        group_emit(st);
     size_t need = 16;
     for (int i = 0; i < argc; i++)
         need += lens[i] + 24;
-    if (queue_reserve(q, need) < 0) {
-        queue_dropped(st);
+    state_cmd_t *c = queue_begin(st, need, 1);
+    if (!c)
         return -1;
-    }
-    state_cmd_t *c = &q->cmds[q->n++];
-    c->off = q->out_len;
     c->on_reply = cb;
     c->opaque = opaque;
-    q->has_cb |= cb != NULL;
-    char hdr[32];
-    int h = snprintf(hdr, sizeof(hdr), "*%d\r\n", argc);
-    queue_put_bytes(q, hdr, (size_t)h);
-    for (int i = 0; i < argc; i++) {
-        h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", lens[i]);
-        queue_put_bytes(q, hdr, (size_t)h);
-        queue_put_bytes(q, argv[i], lens[i]);
-        queue_put_bytes(q, "\r\n", 2);
-    }
-    c->len = q->out_len - c->off;
+    st->q.has_cb |= cb != NULL;
+    queue_header(&st->q, argc);
+    for (int i = 0; i < argc; i++)
+        queue_bulk(&st->q, argv[i], lens[i]);
+    queue_end(&st->q, c);
     return 0;
 }
 
@@ -322,12 +401,68 @@ static char *key_for(const ifq_state_t *st, const char *custom_id)
     return k;
 }
 
+/* Appends a RESP bulk string to a growable buffer; -1 when out of memory. */
+static int bulk_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n + 24 > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < *len + n + 24)
+            c *= 2;
+        char *p = realloc(*buf, c);
+        if (!p)
+            return -1;
+        *buf = p;
+        *cap = c;
+    }
+    *len += (size_t)snprintf(*buf + *len, 24, "$%zu\r\n", n);
+    memcpy(*buf + *len, s, n);
+    memcpy(*buf + *len + n, "\r\n", 2);
+    *len += n + 2;
+    return 0;
+}
+
+/* Turns the group into one EVALSHA of the state script in the queue. */
+static void group_emit(ifq_state_t *st)
+{
+    state_group_t *g = &st->g;
+    if (g->n == 0)
+        return;
+    char nkeys[16], ttl[16];
+    snprintf(nkeys, sizeof(nkeys), "%d", g->n);
+    snprintf(ttl, sizeof(ttl), "%d", st->ttl_s);
+    state_cmd_t *c = queue_begin(st, 256 + g->keys_len + g->args_len, (size_t)g->n);
+    if (c) {
+        state_queue_t *q = &st->q;
+        queue_header(q, 3 + g->n + 1 + g->nargs);
+        queue_bulk(q, "EVALSHA", 7);
+        queue_bulk(q, st->scripts[0].sha, 40);
+        queue_bulk(q, nkeys, strlen(nkeys));
+        queue_put_bytes(q, g->keys, g->keys_len);
+        queue_bulk(q, ttl, strlen(ttl));
+        queue_put_bytes(q, g->args, g->args_len);
+        queue_end(q, c);
+    }
+    g->n = g->nargs = 0;
+    g->keys_len = g->args_len = 0;
+}
+
+static void group_free(state_group_t *g)
+{
+    free(g->keys);
+    free(g->args);
+    memset(g, 0, sizeof(*g));
+}
+
 void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
                      const char *const *kv, size_t nkv)
 {
-    char rank[16], ttl[16], ts_field[32], now[24], key_buf[256];
+    state_group_t *g = &st->g;
+    if (st->q.updates + (size_t)g->n >= STATE_MAX_QUEUE) {
+        queue_dropped(st, 1);
+        return;
+    }
+    char rank[16], ts_field[32], now[24], npairs[16], key_buf[256];
     snprintf(rank, sizeof(rank), "%d", ifq_state_rank(state));
-    snprintf(ttl, sizeof(ttl), "%d", st->ttl_s);
     snprintf(ts_field, sizeof(ts_field), "%s_ms", state);
     snprintf(now, sizeof(now), "%lld", (long long)ifq_now_ms());
     char *key_heap = NULL;
@@ -338,15 +473,30 @@ void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, con
         if (!key)
             return;
     }
-    const char *argv[STATE_MAX_ARGS] = {"EVALSHA", st->scripts[0].sha, "1", key, id, state, rank,
-                                        ttl,       ts_field,           now};
-    int argc = 10;
-    for (size_t i = 0; i + 1 < nkv && argc + 2 <= STATE_MAX_ARGS; i += 2) {
-        argv[argc++] = kv[i];
-        argv[argc++] = kv[i + 1] ? kv[i + 1] : "";
+    /* At most as many fields as one command of STATE_MAX_ARGS had. */
+    size_t pairs = nkv / 2 < (STATE_MAX_ARGS - 10) / 2 ? nkv / 2 : (STATE_MAX_ARGS - 10) / 2;
+    snprintf(npairs, sizeof(npairs), "%zu", pairs + 1);
+    const char *argv[STATE_MAX_ARGS] = {id, state, rank, npairs, ts_field, now};
+    int argc = 6;
+    for (size_t i = 0; i < pairs; i++) {
+        argv[argc++] = kv[2 * i];
+        argv[argc++] = kv[2 * i + 1] ? kv[2 * i + 1] : "";
     }
-    queue_put_argv(st, argc, argv, NULL, NULL);
+    size_t keys_len = g->keys_len, args_len = g->args_len;
+    int ok = bulk_append(&g->keys, &g->keys_len, &g->keys_cap, key, strlen(key)) == 0;
+    for (int i = 0; i < argc && ok; i++)
+        ok = bulk_append(&g->args, &g->args_len, &g->args_cap, argv[i], strlen(argv[i])) == 0;
     free(key_heap);
+    if (!ok) {
+        g->keys_len = keys_len; /* out of memory: this update is not half there */
+        g->args_len = args_len;
+        queue_dropped(st, 1);
+        return;
+    }
+    g->n++;
+    g->nargs += argc;
+    if (g->n >= STATE_GROUP_MAX)
+        group_emit(st);
 }
 
 void ifq_state_queue_cmd(ifq_state_t *st, int argc, const char *const *argv)
@@ -403,7 +553,7 @@ const char *ifq_state_prefix(const ifq_state_t *st)
 
 size_t ifq_state_pending(const ifq_state_t *st)
 {
-    return st->q.n;
+    return st->q.n + (size_t)st->g.n;
 }
 
 /* ---- synchronous flush ---------------------------------------------------- */
@@ -531,6 +681,15 @@ static int writer_backoff(state_writer_t *w, int ms)
 
 /* Resends commands that found their script missing (Redis restarted
  * between our SCRIPT LOAD and them) once, after loading the scripts. */
+/* The updates that commands [from, n) of q count for. */
+static size_t queue_updates_from(const state_queue_t *q, size_t from)
+{
+    size_t n = 0;
+    for (size_t i = from; i < q->n; i++)
+        n += q->cmds[i].updates;
+    return n;
+}
+
 static size_t writer_resend(ifq_state_t *st, state_writer_t *w, const state_queue_t *rq)
 {
     char why[256];
@@ -538,14 +697,14 @@ static size_t writer_resend(ifq_state_t *st, state_writer_t *w, const state_queu
         redisAppendFormattedCommand(w->rc, rq->out, rq->out_len) != REDIS_OK) {
         writer_warn(w, why);
         writer_disconnect(w);
-        return rq->n;
+        return queue_updates_from(rq, 0);
     }
     for (size_t i = 0; i < rq->n; i++) {
         redisReply *r = NULL;
         if (redisGetReply(w->rc, (void **)&r) != REDIS_OK) {
             writer_warn(w, w->rc->errstr);
             writer_disconnect(w);
-            return rq->n - i;
+            return queue_updates_from(rq, i);
         }
         if (r->type == REDIS_REPLY_ERROR)
             ifq_warn("state_update_failed", "%s", r->str);
@@ -581,7 +740,8 @@ static int writer_pipeline(ifq_state_t *st, state_writer_t *w, state_batch_t **b
         const state_cmd_t *c = &(*b)->q.cmds[*i];
         if (r->type == REDIS_REPLY_ERROR) {
             if (strncmp(r->str, "NOSCRIPT", 8) == 0 && queue_reserve(&retry, c->len) == 0) {
-                retry.cmds[retry.n++] = (state_cmd_t){.off = retry.out_len, .len = c->len};
+                retry.cmds[retry.n++] =
+                    (state_cmd_t){.off = retry.out_len, .len = c->len, .updates = c->updates};
                 queue_put_bytes(&retry, (*b)->q.out + c->off, c->len);
             } else {
                 ifq_warn("state_update_failed", "%s", r->str);
@@ -624,7 +784,8 @@ static size_t writer_send(ifq_state_t *st, state_writer_t *w, state_batch_t *lis
             break;
     }
     for (; b; b = b->next, i = 0)
-        lost += b->q.n - i;
+        for (; i < b->q.n; i++)
+            lost += b->q.cmds[i].updates;
     return lost;
 }
 
@@ -644,7 +805,7 @@ static void *writer_main(void *arg)
         uint64_t seq = w->sent_seq;
         size_t n = 0;
         for (state_batch_t *b = list; b; b = b->next)
-            n += b->q.n;
+            n += b->q.updates;
         int aborted = w->abort;
         pthread_mutex_unlock(&w->mu);
         size_t lost = aborted ? n : writer_send(st, w, list);
@@ -672,7 +833,7 @@ static int writer_push_locked(ifq_state_t *st)
     state_writer_t *w = st->writer;
     if (st->q.n == 0)
         return 0;
-    if (w->backlog > 0 && w->backlog + st->q.n > STATE_WRITER_MAX)
+    if (w->backlog > 0 && w->backlog + st->q.updates > STATE_WRITER_MAX)
         return -1;
     state_batch_t *b = malloc(sizeof(*b));
     if (!b)
@@ -685,7 +846,7 @@ static int writer_push_locked(ifq_state_t *st)
     else
         w->head = b;
     w->tail = b;
-    w->backlog += b->q.n;
+    w->backlog += b->q.updates;
     w->sent_seq++;
     pthread_cond_signal(&w->wake);
     return 0;
@@ -726,6 +887,7 @@ int ifq_state_sync(ifq_state_t *st, int timeout_ms)
 {
     char why[256];
     state_writer_t *w = st->writer;
+    group_emit(st);
     if (!w)
         return st->q.n ? flush_sync(st, why, sizeof(why)) : IFQ_OK;
     struct timespec end;
@@ -786,7 +948,7 @@ int ifq_state_async_stop(ifq_state_t *st, int timeout_ms)
 size_t ifq_state_backlog(ifq_state_t *st)
 {
     state_writer_t *w = st->writer;
-    size_t n = st->q.n;
+    size_t n = st->q.updates + (size_t)st->g.n;
     if (w) {
         pthread_mutex_lock(&w->mu);
         n += w->backlog;
@@ -797,6 +959,7 @@ size_t ifq_state_backlog(ifq_state_t *st)
 
 int ifq_state_flush(ifq_state_t *st, char *errstr, size_t errstr_size)
 {
+    group_emit(st);
     if (st->q.n == 0)
         return IFQ_OK;
     if (st->writer && !st->q.has_cb) {
@@ -823,6 +986,7 @@ void ifq_state_destroy(ifq_state_t *st)
         return;
     ifq_state_async_stop(st, 1000);
     queue_free(&st->q);
+    group_free(&st->g);
     if (st->rc)
         redisFree(st->rc);
     free(st);
