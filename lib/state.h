@@ -7,7 +7,10 @@
  * error code), expiring after the configured TTL. Updates are applied by a
  * Lua script that never moves a request backwards, so a redelivered message
  * cannot undo a later state. Updates are queued and sent in one pipelined
- * round trip per batch.
+ * round trip per batch; the state updates queued between two flushes go as
+ * one EVALSHA per 128 requests (in order among themselves; other commands
+ * queued meanwhile may be sent before them, except that queueing a command
+ * with a reply callback sends them first).
  *
  * Two ways to send: synchronously on the caller's connection (the broker,
  * the dashboard, the CLI: they need the replies, e.g. admissions), or, after
@@ -19,7 +22,7 @@
  * _ping) always use the caller's connection: they see an update handed to
  * the writer only once it is written; ifq_state_sync waits for that.
  *
- * Memory is bounded: the caller's queue holds at most 100,000 commands (then
+ * Memory is bounded: the caller's queue holds at most 100,000 updates (then
  * updates are dropped and counted, state_queue_full, at most one warning a
  * second) and the writer's backlog 100,000 more (a full backlog keeps the
  * queue with the caller). Not thread-safe: one ifq_state_t per thread,
@@ -43,7 +46,8 @@ ifq_state_t *ifq_state_connect(const char *url, const char *prefix, int ttl_s, c
 void ifq_state_destroy(ifq_state_t *st); /* NULL is a no-op */
 
 /* Queues one update; nothing is sent until ifq_state_flush. kv is an array of
- * nkv strings: field, value, field, value ... (copied). */
+ * nkv strings: field, value, field, value ... (copied; at most 11 pairs, a
+ * NULL value is sent as ""). */
 void ifq_state_queue(ifq_state_t *st, const char *custom_id, const char *id, const char *state,
                      const char *const *kv, size_t nkv);
 struct redisReply;
