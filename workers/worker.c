@@ -288,7 +288,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* Commit what is finished; in-flight requests of these partitions
          * still complete and answer, but their offsets are no longer ours
          * (the new owner redelivers them, and the idempotency check in Redis
-         * keeps the model from being called twice when we were first). */
+         * keeps the model from being called twice when we were first: the
+         * final states of finished requests are in Redis first). */
+        ifq_state_sync(c->w->state, 2000);
         commit_parts(c, 1);
         for (int i = 0; i < parts->cnt; i++) {
             part_t *p = part_find(c, parts->elems[i].topic, parts->elems[i].partition);
@@ -1472,6 +1474,8 @@ static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nser
         ifq_error("startup_failed", "%s", errstr);
         return -1;
     }
+    if (ifq_state_async_start(w->state, errstr, sizeof(errstr)) != IFQ_OK)
+        ifq_warn("state_writer_failed", "%s; writing Redis from the event loop", errstr);
     w->producer = ifq_kafka_producer_new(w->cfg, dr_cb, w, NULL, errstr, sizeof(errstr));
     if (!w->producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
@@ -1641,8 +1645,7 @@ static int loop_run(worker_t *w)
     rd_kafka_poll(w->producer, 0);
     for (size_t i = 0; i < w->ncons; i++)
         usage_flush(w, &w->cons[i]);
-    char why[256];
-    ifq_state_flush(w->state, why, sizeof(why));
+    ifq_state_async_stop(w->state, 5000); /* what Redis has not taken in 5 s is lost */
     for (size_t i = 0; i < w->ncons; i++) {
         commit_parts(&w->cons[i], 1);
         rd_kafka_consumer_close(w->cons[i].rk);

@@ -198,6 +198,71 @@ static void without_received_ms_only_the_count_is_kept(void **state)
     ifq_state_destroy(st);
 }
 
+/* Updates travel several requests to one EVALSHA (up to 128): hundreds in
+ * one flush are each applied and counted, the stats summed per field. */
+static void hundreds_of_updates_in_one_flush_are_each_applied_and_counted(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    ifq_state_t *st = open_state("stE");
+    for (int i = 0; i < 300; i++) {
+        char cid[16];
+        snprintf(cid, sizeof(cid), "e%d", i);
+        received(st, cid, "q", 50);
+        ifq_state_queue(st, cid, "q", "running", NULL, 0);
+        ifq_state_queue(st, cid, "q", i % 3 ? "succeeded" : "failed", NULL, 0);
+    }
+    flush(st);
+    assert_int_equal(stats_sum("stE", "n", NULL), 300);
+    assert_int_equal(stats_sum("stE", "failed", NULL), 100);
+    assert_int_equal(stats_sum("stE", "succeeded", NULL), 200);
+    assert_int_equal(stats_sum("stE", "lat_le_60000", NULL), 300);
+    long long sum = stats_sum("stE", "lat_sum_ms", NULL);
+    assert_true(sum >= 300 * 50 && sum < 300 * 5000);
+    int err = 0;
+    json_t *s = ifq_state_get(st, "e299", &err);
+    assert_non_null(s);
+    assert_string_equal(json_string_value(json_object_get(s, "state")), "succeeded");
+    assert_true(json_integer_value(json_object_get(s, "running_ms")) > 0);
+    assert_true(json_integer_value(json_object_get(s, "received_ms")) > 0);
+    json_decref(s);
+    ifq_state_destroy(st);
+}
+
+/* One request whose key is not a hash fails alone: the others of the same
+ * EVALSHA are applied, and a long custom_id and a NULL value are fine. */
+static void a_broken_key_does_not_stop_the_other_updates_of_its_call(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    redisContext *c = direct();
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "SET stF:req:f1 not-a-hash");
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+    ifq_state_t *st = open_state("stF");
+    char long_cid[400];
+    memset(long_cid, 'x', sizeof(long_cid) - 1);
+    long_cid[sizeof(long_cid) - 1] = '\0';
+    const char *kv[] = {"deployment", NULL};
+    ifq_state_queue(st, "f0", "a", "succeeded", kv, 2);
+    ifq_state_queue(st, "f1", "a", "succeeded", kv, 2);
+    ifq_state_queue(st, long_cid, "a", "succeeded", kv, 2);
+    flush(st); /* the error reply is logged (state_update_failed), not fatal */
+    int err = 0;
+    json_t *s = ifq_state_get(st, "f0", &err);
+    assert_non_null(s);
+    assert_string_equal(json_string_value(json_object_get(s, "deployment")), "");
+    json_decref(s);
+    s = ifq_state_get(st, long_cid, &err);
+    assert_non_null(s);
+    assert_string_equal(json_string_value(json_object_get(s, "state")), "succeeded");
+    json_decref(s);
+    assert_int_equal(stats_sum("stF", "n", NULL), 2);
+    ifq_state_destroy(st);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -206,6 +271,8 @@ int main(void)
         cmocka_unit_test(each_final_state_has_its_own_counter),
         cmocka_unit_test(a_new_id_under_the_same_custom_id_counts_again),
         cmocka_unit_test(without_received_ms_only_the_count_is_kept),
+        cmocka_unit_test(hundreds_of_updates_in_one_flush_are_each_applied_and_counted),
+        cmocka_unit_test(a_broken_key_does_not_stop_the_other_updates_of_its_call),
     };
     return cmocka_run_group_tests_name("state_stats", tests, redis_start, redis_teardown);
 }
