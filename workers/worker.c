@@ -1209,12 +1209,12 @@ static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_messag
     if (id && cid) {
         size_t il = strlen(id) + 1, cl = strlen(cid) + 1;
         j->ids = malloc(il + cl);
-        j->raw = malloc(m->len ? m->len : 1);
         if (j->ids) {
             memcpy(j->ids, id, il);
             memcpy(j->ids + il, cid, cl);
             j->id = j->ids;
             j->custom_id = j->ids + il;
+            j->raw = malloc(m->len ? m->len : 1); /* without it the tree is kept */
         }
         if (j->raw) {
             memcpy(j->raw, m->payload, m->len);
