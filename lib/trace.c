@@ -1,8 +1,10 @@
 /*
  * trace.c - W3C trace context, sampling, and OTLP/JSON span batches.
  *
- * The JSON is written with a small growable buffer: a span's attributes are
- * appended as text when they are set, so encoding a batch is a few copies.
+ * The JSON is written directly with a small growable buffer. While a
+ * request is in flight its batch holds only compact attribute records (one
+ * arena per batch, see "spans" below); encoding frames and escapes them
+ * into a stack buffer, and the message is produced as one exact-size copy.
  * Strings are escaped for JSON and invalid UTF-8 bytes become '?', so a
  * message is always valid JSON whatever an upstream error message held.
  */
@@ -20,20 +22,26 @@ typedef struct {
     char *p;
     size_t len, cap;
     int oom;
+    int borrowed; /* p is the caller's (stack) buffer: copied on growth */
 } sb_t;
 
+/* Grows by half (a batch's attribute arena lives as long as its request,
+ * so it should not be twice what it holds). */
 static void sb_grow(sb_t *b, size_t need)
 {
     if (b->len + need + 1 <= b->cap || b->oom)
         return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + need + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
+        cap += cap / 2;
+    char *p = b->borrowed ? malloc(cap) : realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
         return;
     }
+    if (b->borrowed && b->len)
+        memcpy(p, b->p, b->len);
+    b->borrowed = 0;
     b->p = p;
     b->cap = cap;
 }
@@ -217,36 +225,51 @@ int64_t ifq_now_ns(void)
 
 /* ---- spans ------------------------------------------------------------------- */
 
+/* A batch keeps every attribute of its spans in one arena (b->attrs), in
+ * the order they were set, as compact records:
+ *
+ *   tag (the span's number, 1..IFQ_SPANS_MAX), type, key NUL, value
+ *
+ * where the value of ATTR_STR, ATTR_INT and ATTR_DBL is NUL-terminated
+ * text (the raw string, or the number in decimal), of ATTR_TRUE and
+ * ATTR_FALSE nothing, and of ATTR_STRS a count byte and that many
+ * NUL-terminated strings. Escaping and the OTLP/JSON framing happen once,
+ * at encode time: a request in flight holds the attribute text without the
+ * ~35 bytes of JSON around each, and one buffer instead of one per span. */
+enum {
+    ATTR_STR = 's',
+    ATTR_INT = 'i',
+    ATTR_DBL = 'd',
+    ATTR_TRUE = 't',
+    ATTR_FALSE = 'f',
+    ATTR_STRS = 'a'
+};
+
+/* As before the arena: longer names and status messages are cut. */
+#define IFQ_SPAN_NAME_MAX 127
+#define IFQ_SPAN_STATUS_MAX 256
+
 struct ifq_span {
+    ifq_spans_t *b;
+    ifq_span_t *next;
+    char *status_msg; /* NULL: none */
+    int64_t start_ns, end_ns;
+    unsigned char tag; /* its attributes' tag in b->attrs */
+    unsigned char kind, status;
     char span_id[17];
     char parent_id[17];
-    char name[128];
-    int kind;
-    int status;
-    char status_msg[257];
-    int64_t start_ns, end_ns;
-    sb_t attrs; /* comma-separated attribute objects */
+    char name[]; /* NUL-terminated */
 };
 
 struct ifq_spans {
     char trace_id[33];
     char *custom_id;
     char *request_id;
-    sb_t common; /* the encoded attributes every span carries */
-    ifq_span_t *spans[IFQ_SPANS_MAX];
+    sb_t attrs; /* the attribute records of every span */
+    ifq_span_t *head, *tail;
     size_t n;
     size_t dropped;
 };
-
-static void common_attr(sb_t *o, int *first, const char *key, const char *value);
-
-static void encode_common(ifq_spans_t *b)
-{
-    b->common.len = 0;
-    int first = 1;
-    common_attr(&b->common, &first, "inferq.custom_id", b->custom_id ? b->custom_id : "");
-    common_attr(&b->common, &first, "inferq.request_id", b->request_id);
-}
 
 ifq_spans_t *ifq_spans_new(const char *trace_id, const char *custom_id, const char *request_id)
 {
@@ -258,7 +281,6 @@ ifq_spans_t *ifq_spans_new(const char *trace_id, const char *custom_id, const ch
     memcpy(b->trace_id, trace_id, 33);
     b->custom_id = custom_id ? strdup(custom_id) : NULL;
     b->request_id = request_id ? strdup(request_id) : NULL;
-    encode_common(b);
     return b;
 }
 
@@ -266,13 +288,14 @@ void ifq_spans_destroy(ifq_spans_t *b)
 {
     if (!b)
         return;
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->spans[i]->attrs.p);
-        free(b->spans[i]);
+    for (ifq_span_t *s = b->head, *next; s; s = next) {
+        next = s->next;
+        free(s->status_msg);
+        free(s);
     }
     free(b->custom_id);
     free(b->request_id);
-    free(b->common.p);
+    free(b->attrs.p);
     free(b);
 }
 
@@ -282,7 +305,6 @@ void ifq_spans_set_request_id(ifq_spans_t *b, const char *request_id)
         return;
     free(b->request_id);
     b->request_id = strdup(request_id);
-    encode_common(b);
 }
 
 size_t ifq_spans_count(const ifq_spans_t *b)
@@ -312,19 +334,29 @@ ifq_span_t *ifq_span_start(ifq_spans_t *b, const char *name, int kind, const cha
         b->dropped++;
         return NULL;
     }
-    ifq_span_t *s = calloc(1, sizeof(*s));
+    name = name ? name : "span";
+    size_t nl = strnlen(name, IFQ_SPAN_NAME_MAX);
+    ifq_span_t *s = calloc(1, sizeof(*s) + nl + 1);
     if (!s) {
         b->dropped++;
         return NULL;
     }
+    s->b = b;
     copy_id(s->span_id, span_id);
     if (!s->span_id[0])
         ifq_span_id_new(s->span_id);
     copy_id(s->parent_id, parent_id);
-    snprintf(s->name, sizeof(s->name), "%s", name ? name : "span");
-    s->kind = kind >= 1 && kind <= 5 ? kind : IFQ_SPAN_INTERNAL;
+    memcpy(s->name, name, nl);
+    s->name[nl] = '\0';
+    s->kind = (unsigned char)(kind >= 1 && kind <= 5 ? kind : IFQ_SPAN_INTERNAL);
     s->start_ns = start_ns ? start_ns : ifq_now_ns();
-    b->spans[b->n++] = s;
+    s->tag = (unsigned char)(b->n + 1);
+    if (b->tail)
+        b->tail->next = s;
+    else
+        b->head = s;
+    b->tail = s;
+    b->n++;
     return s;
 }
 
@@ -333,40 +365,36 @@ const char *ifq_span_id(const ifq_span_t *s)
     return s ? s->span_id : "";
 }
 
-static void attr_open(ifq_span_t *s, const char *key)
+/* Starts an attribute record of s: tag, type, key. */
+static sb_t *attr_rec(ifq_span_t *s, int type, const char *key)
 {
-    if (s->attrs.len)
-        SB_LIT(&s->attrs, ",");
-    SB_LIT(&s->attrs, "{\"key\":");
-    sb_str(&s->attrs, key);
-    SB_LIT(&s->attrs, ",\"value\":{");
+    sb_t *a = &s->b->attrs;
+    char head[2] = {(char)s->tag, (char)type};
+    sb_putn(a, head, 2);
+    sb_putn(a, key, strlen(key) + 1);
+    return a;
 }
 
 void ifq_span_str(ifq_span_t *s, const char *key, const char *value)
 {
     if (!s || !key || !value)
         return;
-    attr_open(s, key);
-    SB_LIT(&s->attrs, "\"stringValue\":");
-    sb_str(&s->attrs, value);
-    SB_LIT(&s->attrs, "}}");
+    sb_putn(attr_rec(s, ATTR_STR, key), value, strlen(value) + 1);
 }
 
 void ifq_span_int(ifq_span_t *s, const char *key, int64_t value)
 {
     if (!s || !key)
         return;
-    attr_open(s, key);
-    SB_LIT(&s->attrs, "\"intValue\":\"");
-    sb_i64(&s->attrs, value);
-    SB_LIT(&s->attrs, "\"}}");
+    sb_t *a = attr_rec(s, ATTR_INT, key);
+    sb_i64(a, value);
+    sb_putn(a, "", 1);
 }
 
 void ifq_span_double(ifq_span_t *s, const char *key, double value)
 {
     if (!s || !key)
         return;
-    attr_open(s, key);
     /* JSON has no NaN or infinities. */
     if (value != value || value > 1e300 || value < -1e300)
         value = 0;
@@ -375,44 +403,46 @@ void ifq_span_double(ifq_span_t *s, const char *key, double value)
     snprintf(num, sizeof(num), "%.15g", value);
     if (strtod(num, NULL) != value)
         snprintf(num, sizeof(num), "%.17g", value);
-    SB_LIT(&s->attrs, "\"doubleValue\":");
-    sb_putn(&s->attrs, num, strlen(num));
-    SB_LIT(&s->attrs, "}}");
+    sb_putn(attr_rec(s, ATTR_DBL, key), num, strlen(num) + 1);
 }
 
 void ifq_span_bool(ifq_span_t *s, const char *key, int value)
 {
     if (!s || !key)
         return;
-    attr_open(s, key);
-    if (value)
-        SB_LIT(&s->attrs, "\"boolValue\":true}}");
-    else
-        SB_LIT(&s->attrs, "\"boolValue\":false}}");
+    attr_rec(s, value ? ATTR_TRUE : ATTR_FALSE, key);
 }
 
 void ifq_span_strs(ifq_span_t *s, const char *key, const char *const *values, size_t n)
 {
     if (!s || !key)
         return;
-    attr_open(s, key);
-    SB_LIT(&s->attrs, "\"arrayValue\":{\"values\":[");
+    if (n > 255)
+        n = 255;
+    sb_t *a = attr_rec(s, ATTR_STRS, key);
+    char cnt = (char)n;
+    sb_putn(a, &cnt, 1);
     for (size_t i = 0; i < n; i++) {
-        if (i)
-            SB_LIT(&s->attrs, ",");
-        SB_LIT(&s->attrs, "{\"stringValue\":");
-        sb_str(&s->attrs, values[i] ? values[i] : "");
-        SB_LIT(&s->attrs, "}");
+        const char *v = values[i] ? values[i] : "";
+        sb_putn(a, v, strlen(v) + 1);
     }
-    SB_LIT(&s->attrs, "]}}}");
 }
 
 void ifq_span_status(ifq_span_t *s, int code, const char *message)
 {
     if (!s)
         return;
-    s->status = code >= 0 && code <= 2 ? code : IFQ_STATUS_UNSET;
-    snprintf(s->status_msg, sizeof(s->status_msg), "%s", message ? message : "");
+    s->status = (unsigned char)(code >= 0 && code <= 2 ? code : IFQ_STATUS_UNSET);
+    free(s->status_msg);
+    s->status_msg = NULL;
+    if (message && *message) {
+        size_t n = strnlen(message, IFQ_SPAN_STATUS_MAX);
+        s->status_msg = malloc(n + 1);
+        if (s->status_msg) {
+            memcpy(s->status_msg, message, n);
+            s->status_msg[n] = '\0';
+        }
+    }
 }
 
 void ifq_span_end(ifq_span_t *s, int64_t end_ns)
@@ -438,6 +468,69 @@ static void common_attr(sb_t *o, int *first, const char *key, const char *value)
     SB_LIT(o, "}}");
 }
 
+/* Writes the attribute record at p (its type byte) as an OTLP attribute
+ * when o is not NULL; returns the next record. */
+static const char *attr_write(sb_t *o, const char *p)
+{
+    int type = (unsigned char)*p++;
+    const char *key = p;
+    p += strlen(p) + 1;
+    if (o) {
+        SB_LIT(o, "{\"key\":");
+        sb_str(o, key);
+        SB_LIT(o, ",\"value\":{");
+    }
+    size_t n;
+    switch (type) {
+    case ATTR_STR:
+        if (o) {
+            SB_LIT(o, "\"stringValue\":");
+            sb_str(o, p);
+            SB_LIT(o, "}}");
+        }
+        return p + strlen(p) + 1;
+    case ATTR_INT:
+    case ATTR_DBL:
+        n = strlen(p);
+        if (o) {
+            if (type == ATTR_INT) {
+                SB_LIT(o, "\"intValue\":\"");
+                sb_putn(o, p, n);
+                SB_LIT(o, "\"}}");
+            } else {
+                SB_LIT(o, "\"doubleValue\":");
+                sb_putn(o, p, n);
+                SB_LIT(o, "}}");
+            }
+        }
+        return p + n + 1;
+    case ATTR_TRUE:
+    case ATTR_FALSE:
+        if (o && type == ATTR_TRUE)
+            SB_LIT(o, "\"boolValue\":true}}");
+        else if (o)
+            SB_LIT(o, "\"boolValue\":false}}");
+        return p;
+    default: /* ATTR_STRS */
+        n = (unsigned char)*p++;
+        if (o)
+            SB_LIT(o, "\"arrayValue\":{\"values\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (o) {
+                if (i)
+                    SB_LIT(o, ",");
+                SB_LIT(o, "{\"stringValue\":");
+                sb_str(o, p);
+                SB_LIT(o, "}");
+            }
+            p += strlen(p) + 1;
+        }
+        if (o)
+            SB_LIT(o, "]}}}");
+        return p;
+    }
+}
+
 static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int64_t now)
 {
     SB_LIT(o, "{\"traceId\":\"");
@@ -458,48 +551,65 @@ static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int6
     SB_LIT(o, "\",\"endTimeUnixNano\":\"");
     sb_i64(o, end);
     SB_LIT(o, "\",\"attributes\":[");
-    sb_putn(o, b->common.p, b->common.len);
-    if (s->attrs.len) {
-        SB_LIT(o, ",");
-        sb_putn(o, s->attrs.p, s->attrs.len);
+    int first = 1;
+    common_attr(o, &first, "inferq.custom_id", b->custom_id ? b->custom_id : "");
+    common_attr(o, &first, "inferq.request_id", b->request_id);
+    const char *p = b->attrs.p, *e = p + b->attrs.len;
+    while (p && p < e && !o->oom) {
+        int mine = (unsigned char)*p == s->tag;
+        if (mine)
+            SB_LIT(o, ",");
+        p = attr_write(mine ? o : NULL, p + 1);
     }
     SB_LIT(o, "],\"status\":{\"code\":");
     sb_i64(o, s->status);
-    if (s->status_msg[0]) {
+    if (s->status_msg) {
         SB_LIT(o, ",\"message\":");
         sb_str(o, s->status_msg);
     }
     SB_LIT(o, "}}");
 }
 
+/* Encodes the batch into o (which may start on a caller's buffer). */
+static void encode_batch(sb_t *o, const ifq_spans_t *b, const char *service, const char *instance)
+{
+    SB_LIT(o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    int first = 1;
+    common_attr(o, &first, "service.name", service ? service : "inferq");
+    common_attr(o, &first, "service.instance.id", instance);
+    SB_LIT(o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
+    int64_t now = ifq_now_ns();
+    for (const ifq_span_t *s = b->head; s; s = s->next) {
+        if (s != b->head)
+            SB_LIT(o, ",");
+        encode_span(o, b, s, now);
+    }
+    SB_LIT(o, "]}]}]}");
+    o->oom |= b->attrs.oom;
+}
+
+/* Most batches fit: they are encoded on the stack and copied once, at
+ * their exact size. */
+#define ENCODE_STACK 16384
+
 char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *instance, size_t *len)
 {
     if (!b)
         return NULL;
-    sb_t o = {0};
-    sb_grow(&o, 512 + b->n * 512);
-    SB_LIT(&o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    int first = 1;
-    common_attr(&o, &first, "service.name", service ? service : "inferq");
-    common_attr(&o, &first, "service.instance.id", instance);
-    SB_LIT(&o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
-    int64_t now = ifq_now_ns();
-    for (size_t i = 0; i < b->n; i++) {
-        if (i)
-            SB_LIT(&o, ",");
-        encode_span(&o, b, b->spans[i], now);
+    char stack[ENCODE_STACK];
+    sb_t o = {.p = stack, .cap = sizeof(stack), .borrowed = 1};
+    encode_batch(&o, b, service, instance);
+    char *out = NULL;
+    if (!o.oom) {
+        out = malloc(o.len + 1);
+        if (out)
+            memcpy(out, o.p, o.len + 1);
     }
-    SB_LIT(&o, "]}]}]}");
-    o.oom |= b->common.oom;
-    for (size_t i = 0; i < b->n; i++)
-        o.oom |= b->spans[i]->attrs.oom;
-    if (o.oom) {
+    if (!o.borrowed)
         free(o.p);
-        return NULL;
-    }
-    if (len)
+    if (out && len)
         *len = o.len;
-    return o.p;
+    return out;
 }
 
 int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic, const char *service,
@@ -507,18 +617,19 @@ int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic, c
 {
     if (!b || b->n == 0)
         return 0;
-    size_t len = 0;
-    char *text = ifq_spans_encode(b, service, instance, &len);
-    if (!text)
-        return -1;
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(text, len),
-        RD_KAFKA_V_KEY((void *)b->trace_id, 32), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-        RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_OPAQUE(msg_opaque),
-        RD_KAFKA_V_END);
-    if (err) {
-        free(text);
-        return -1;
-    }
-    return 0;
+    char stack[ENCODE_STACK];
+    sb_t o = {.p = stack, .cap = sizeof(stack), .borrowed = 1};
+    encode_batch(&o, b, service, instance);
+    /* RD_KAFKA_MSG_F_COPY: librdkafka keeps the message and its payload
+     * in one allocation of the exact size while it waits for delivery. */
+    rd_kafka_resp_err_t err =
+        o.oom ? RD_KAFKA_RESP_ERR__FAIL
+              : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(o.p, o.len),
+                                  RD_KAFKA_V_KEY((void *)b->trace_id, 32),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_HEADER("content-type", "application/json", -1),
+                                  RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (!o.borrowed)
+        free(o.p);
+    return err ? -1 : 0;
 }

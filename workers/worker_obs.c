@@ -28,7 +28,6 @@ struct ifq_wobs {
 
 struct ifq_wreq {
     ifq_wobs_t *o;
-    const json_t *routed, *ext;
     const ifq_deployment_t *dep; /* of this hop */
     ifq_spans_t *sp;             /* NULL: not sampled */
     ifq_span_t *req, *att;
@@ -162,9 +161,10 @@ static const char *str_or_empty(const json_t *v)
     return s ? s : "";
 }
 
-static const char *ext_str(const ifq_wreq_t *r, const char *key)
+/* A string of the routed message's "inferq" object, or "". */
+static const char *ext_str(const json_t *routed, const char *key)
 {
-    const char *s = json_string_value(json_object_get(r->ext, key));
+    const char *s = json_string_value(json_object_get(json_object_get(routed, "inferq"), key));
     return s ? s : "";
 }
 
@@ -177,8 +177,6 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
     if (!r)
         return NULL;
     r->o = o;
-    r->routed = routed;
-    r->ext = json_object_get(routed, "inferq");
     r->dep = dep;
     r->picked_ns = ifq_now_ns();
     int64_t enq_ns = enqueued_ms > 0 ? enqueued_ms * 1000000 : r->picked_ns;
@@ -190,8 +188,8 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
     if (ifq_tracectx_parse(traceparent, &r->ctx) < 0 || !o->cfg->trace_enabled || !r->ctx.sampled)
         return r;
     const char *cid = json_string_value(json_object_get(routed, "custom_id"));
-    r->sp = ifq_spans_new(r->ctx.trace_id, cid ? cid : "", ext_str(r, "id"));
-    json_int_t hop = json_integer_value(json_object_get(r->ext, "hop"));
+    r->sp = ifq_spans_new(r->ctx.trace_id, cid ? cid : "", ext_str(routed, "id"));
+    json_int_t hop = json_integer_value(json_object_get(json_object_get(routed, "inferq"), "hop"));
     ifq_span_t *q =
         ifq_span_start(r->sp, "queue.wait", IFQ_SPAN_INTERNAL, r->ctx.span_id, NULL, enq_ns);
     ifq_span_str(q, "inferq.deployment", dep->name);
@@ -204,9 +202,9 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
     ifq_span_str(r->req, "messaging.destination.name", dep->topic);
     ifq_span_str(r->req, "inferq.deployment", dep->name);
     ifq_span_int(r->req, "inferq.hop", hop);
-    if (*ext_str(r, "team"))
-        ifq_span_str(r->req, "inferq.team", ext_str(r, "team"));
-    ifq_span_str(r->req, "inferq.alias", ext_str(r, "model_requested"));
+    if (*ext_str(routed, "team"))
+        ifq_span_str(r->req, "inferq.team", ext_str(routed, "team"));
+    ifq_span_str(r->req, "inferq.alias", ext_str(routed, "model_requested"));
     ifq_span_int(r->req, "inferq.queue_wait_ms", (r->picked_ns - enq_ns) / 1000000);
     return r;
 }
@@ -259,7 +257,7 @@ static void server_attrs(ifq_span_t *s, const char *url)
 }
 
 void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_kind_t kind,
-                            const json_t *body, int attempt)
+                            const json_t *routed, int attempt)
 {
     if (!r)
         return;
@@ -278,6 +276,7 @@ void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_
     ifq_span_str(s, "gen_ai.operation.name", op);
     ifq_span_str(s, "gen_ai.provider.name", provider_name(dep->provider));
     ifq_span_str(s, "gen_ai.request.model", dep->model ? dep->model : dep->name);
+    const json_t *body = json_object_get(routed, "body");
     json_t *mt = json_object_get(body, "max_tokens");
     if (!json_is_integer(mt))
         mt = json_object_get(body, "max_completion_tokens");
@@ -289,9 +288,9 @@ void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_
     server_attrs(s, dep->base_url);
     ifq_span_str(s, "inferq.deployment", dep->name);
     ifq_span_int(s, "inferq.attempt", attempt);
-    if (*ext_str(r, "team"))
-        ifq_span_str(s, "inferq.team", ext_str(r, "team"));
-    ifq_span_str(s, "inferq.alias", ext_str(r, "model_requested"));
+    if (*ext_str(routed, "team"))
+        ifq_span_str(s, "inferq.team", ext_str(routed, "team"));
+    ifq_span_str(s, "inferq.alias", ext_str(routed, "model_requested"));
 }
 
 void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
@@ -399,22 +398,25 @@ static void produce_spans(ifq_wreq_t *r, rd_kafka_t *rk)
 /* The opt-in request log: the request as routed (the broker's input
  * guardrails already redacted it) and the result (after the output
  * guardrails). Provider keys never reach either. */
-static void log_request(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *res, const char *state)
+static void log_request(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
+                        const char *state)
 {
-    const char *team = json_string_value(json_object_get(r->ext, "team"));
+    const char *team =
+        json_string_value(json_object_get(json_object_get(routed, "inferq"), "team"));
     const ifq_team_t *t = team ? ifq_config_team(r->o->cfg, team) : NULL;
     if (!t || !t->log_requests)
         return;
-    json_t *rec = json_pack(
-        "{sI ss ss ss ss ss ss s{sO* sO*} sO}", "time_ms", (json_int_t)(ifq_now_ns() / 1000000),
-        "id", ext_str(r, "id"), "custom_id", str_or_empty(json_object_get(r->routed, "custom_id")),
-        "trace_id", r->ctx.trace_id, "team", team, "status", state, "model_requested",
-        ext_str(r, "model_requested"), "request", "url", json_object_get(r->routed, "url"), "body",
-        json_object_get(r->routed, "body"), "result", res);
+    json_t *rec = json_pack("{sI ss ss ss ss ss ss s{sO* sO*} sO}", "time_ms",
+                            (json_int_t)(ifq_now_ns() / 1000000), "id", ext_str(routed, "id"),
+                            "custom_id", str_or_empty(json_object_get(routed, "custom_id")),
+                            "trace_id", r->ctx.trace_id, "team", team, "status", state,
+                            "model_requested", ext_str(routed, "model_requested"), "request", "url",
+                            json_object_get(routed, "url"), "body", json_object_get(routed, "body"),
+                            "result", res);
     size_t len = 0;
     char *text = rec ? ifq_json_dump(rec, &len) : NULL;
     json_decref(rec);
-    const char *key = json_string_value(json_object_get(r->routed, "custom_id"));
+    const char *key = json_string_value(json_object_get(routed, "custom_id"));
     int ok = text && rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(r->o->cfg->topic_logs),
                                        RD_KAFKA_V_VALUE(text, len),
                                        RD_KAFKA_V_KEY((void *)key, key ? strlen(key) : 0),
@@ -425,21 +427,22 @@ static void log_request(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *res, const 
     ifq_counter_add(r->o->m.logs, (const char *[]){ok ? "produced" : "dropped"}, 1);
 }
 
-void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *res, const char *state,
-                     const char *reply_topic, int64_t model_ms)
+void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
+                     const char *state, const char *reply_topic, int64_t model_ms)
 {
     if (!r)
         return;
     const json_t *rext = json_object_get(res, "inferq");
-    const char *team = ext_str(r, "team");
-    const char *alias = ext_str(r, "model_requested");
+    const char *team = ext_str(routed, "team");
+    const char *alias = ext_str(routed, "model_requested");
     const char *dep = r->dep ? r->dep->name : "";
     const json_t *err = json_object_get(res, "error");
     const char *code = json_string_value(json_object_get(err, "code"));
     ifq_counter_add(r->o->m.requests, (const char *[]){state, code ? code : "", team, alias, dep},
                     1);
     int64_t now = ifq_now_ns();
-    json_int_t received = json_integer_value(json_object_get(r->ext, "received_ms"));
+    json_int_t received =
+        json_integer_value(json_object_get(json_object_get(routed, "inferq"), "received_ms"));
     if (received > 0) {
         double total = (double)(now / 1000000 - received) / 1e3;
         if (total < 0)
@@ -458,7 +461,7 @@ void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *res, const cha
         ifq_counter_add(r->o->m.tokens, (const char *[]){team, dep, "output"}, (double)out);
     if (cost > 0)
         ifq_counter_add(r->o->m.cost, (const char *[]){team, dep}, cost);
-    log_request(r, rk, res, state);
+    log_request(r, rk, routed, res, state);
     if (r->sp) {
         ifq_span_t *s = ifq_span_start(r->sp, "worker.reply", IFQ_SPAN_PRODUCER,
                                        ifq_span_id(r->req), NULL, now);

@@ -37,9 +37,9 @@ void ifq_wobs_lag(ifq_wobs_t *o, rd_kafka_t *consumer, const char *group, int re
 /* A duplicate skipped by the idempotency check. */
 void ifq_wobs_duplicate(ifq_wobs_t *o, const char *deployment);
 
-/* A request taken from a per-model topic. routed is borrowed for the
- * request's life (its "inferq" object is read again at finish).
- * traceparent is the routed message's context (its span id is the parent
+/* A request taken from a per-model topic. routed is borrowed for the call
+ * only (the request keeps none of it; the calls below that need it take it
+ * again). traceparent is the routed message's context (its span id is the parent
  * of this hop's spans); enqueued_ms the routed message's Kafka timestamp.
  * Returns NULL when out of memory; every ifq_wreq_* accepts NULL. */
 ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *traceparent,
@@ -48,11 +48,12 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
  * draining). NULL is a no-op. */
 void ifq_wreq_destroy(ifq_wreq_t *r);
 
-/* One provider call: started (body = the OpenAI-shaped request body, for
- * max_tokens and temperature) and ended (resp = the parsed answer or NULL;
+/* One provider call: started (routed = the routed message, borrowed for
+ * the call: its body's max_tokens and temperature, its team and alias) and
+ * ended (resp = the parsed answer or NULL;
  * status 0 when there was no HTTP response; err_type NULL on success). */
 void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_kind_t kind,
-                            const json_t *body, int attempt);
+                            const json_t *routed, int attempt);
 void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
                           const char *err_msg);
 /* Output guardrails ran from start_ns to now with these findings (array of
@@ -61,13 +62,14 @@ void ifq_wreq_guard(ifq_wreq_t *r, int64_t start_ns, const json_t *findings, int
                     const char *blocked_by);
 
 /* The request leaves this worker: the result res (borrowed; its inferq
- * object says status, usage, cost, error) goes to reply_topic. Records the
+ * object says status, usage, cost, error) goes to reply_topic. routed is
+ * the routed message (borrowed for the call). Records the
  * metrics, ends and produces the spans (on rk, without waiting), and, when
  * the team logs requests, writes the request (as routed: redacted by the
  * input guardrails) and the result (after the output guardrails) to the logs
  * topic. Frees r. */
-void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *res, const char *state,
-                     const char *reply_topic, int64_t model_ms);
+void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
+                     const char *state, const char *reply_topic, int64_t model_ms);
 /* The request moves to the next deployment of its chain (next_topic).
  * Writes a new traceparent (this hop's hand-off span as the parent of the
  * next hop) into traceparent (size bytes) and into routed.inferq, produces

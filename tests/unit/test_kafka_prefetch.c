@@ -64,7 +64,7 @@ static void bounded_by_the_inflight_cap(void **state)
     conf_value(rk, "queued.max.messages.kbytes", v, sizeof(v));
     assert_string_equal(v, "2000");
     conf_value(rk, "fetch.message.max.bytes", v, sizeof(v));
-    assert_string_equal(v, "131072");
+    assert_string_equal(v, "32768");
     rd_kafka_destroy(rk);
 
     /* small and large caps are clamped to 100 messages and 1-16 MiB */

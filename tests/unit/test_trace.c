@@ -255,6 +255,87 @@ static void a_full_batch_drops_and_counts(void **state)
     ifq_spans_destroy(NULL);
 }
 
+/* Attributes set on several open spans in turn stay with their own span, in
+ * the order they were set; a span's status can be replaced. */
+static void interleaved_attributes_stay_with_their_span(void **state)
+{
+    ifq_spans_t *b = ifq_spans_new(TRACE, "c", NULL);
+    ifq_span_t *a = ifq_span_start(b, "a", IFQ_SPAN_INTERNAL, NULL, NULL, 1);
+    ifq_span_t *c = ifq_span_start(b, "c", IFQ_SPAN_INTERNAL, NULL, NULL, 1);
+    ifq_span_str(a, "k1", "a1");
+    ifq_span_int(c, "k1", -7);
+    ifq_span_bool(a, "k2", 1);
+    const char *none[] = {NULL};
+    ifq_span_strs(c, "k2", none, 1);
+    ifq_span_double(a, "k3", 1.5);
+    ifq_span_status(c, IFQ_STATUS_ERROR, "first");
+    ifq_span_status(c, IFQ_STATUS_OK, NULL);
+    json_t *doc = encode(b);
+    json_t *spans = json_object_get(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"),
+            0),
+        "spans");
+    json_t *sa = json_array_get(spans, 0), *sc = json_array_get(spans, 1);
+    json_t *attrs = json_object_get(sa, "attributes");
+    assert_int_equal(json_array_size(attrs), 4); /* custom_id, k1, k2, k3 */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(attrs, 1), "key")), "k1");
+    assert_string_equal(json_string_value(json_object_get(attr(sa, "k1"), "stringValue")), "a1");
+    assert_true(json_is_true(json_object_get(attr(sa, "k2"), "boolValue")));
+    assert_true(json_real_value(json_object_get(attr(sa, "k3"), "doubleValue")) == 1.5);
+    assert_int_equal(json_array_size(json_object_get(sc, "attributes")), 3);
+    assert_string_equal(json_string_value(json_object_get(attr(sc, "k1"), "intValue")), "-7");
+    json_t *vals = json_object_get(json_object_get(attr(sc, "k2"), "arrayValue"), "values");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(vals, 0), "stringValue")),
+                        "");
+    json_t *st = json_object_get(sc, "status");
+    assert_int_equal(json_integer_value(json_object_get(st, "code")), IFQ_STATUS_OK);
+    assert_null(json_object_get(st, "message"));
+    json_decref(doc);
+    ifq_spans_destroy(b);
+}
+
+/* A batch bigger than the encoder's stack buffer still encodes whole, and
+ * long names and status messages are cut as documented. */
+static void a_large_batch_encodes_whole(void **state)
+{
+    ifq_spans_t *b = ifq_spans_new(TRACE, "c", "r");
+    char big[2000], name[300];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    for (int i = 0; i < 20; i++) {
+        ifq_span_t *s = ifq_span_start(b, name, IFQ_SPAN_INTERNAL, NULL, NULL, 0);
+        ifq_span_str(s, "big", big);
+        ifq_span_int(s, "i", i);
+        ifq_span_status(s, IFQ_STATUS_ERROR, big);
+    }
+    size_t len = 0;
+    char *text = ifq_spans_encode(b, "svc", NULL, &len);
+    assert_non_null(text);
+    assert_true(len > 40000);
+    json_t *doc = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(doc);
+    json_t *spans = json_object_get(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"),
+            0),
+        "spans");
+    assert_int_equal(json_array_size(spans), 20);
+    json_t *last = json_array_get(spans, 19);
+    assert_string_equal(json_string_value(json_object_get(attr(last, "i"), "intValue")), "19");
+    assert_int_equal(strlen(json_string_value(json_object_get(attr(last, "big"), "stringValue"))),
+                     sizeof(big) - 1);
+    assert_int_equal(strlen(json_string_value(json_object_get(last, "name"))), 127);
+    assert_int_equal(
+        strlen(json_string_value(json_object_get(json_object_get(last, "status"), "message"))),
+        256);
+    json_decref(doc);
+    ifq_spans_destroy(b);
+}
+
 static void span_ids_are_distinct_hex(void **state)
 {
     char a[17], b[17];
@@ -317,6 +398,8 @@ int main(void)
         cmocka_unit_test(encodes_an_otlp_json_export_request),
         cmocka_unit_test(strings_are_escaped_into_valid_json),
         cmocka_unit_test(a_full_batch_drops_and_counts),
+        cmocka_unit_test(interleaved_attributes_stay_with_their_span),
+        cmocka_unit_test(a_large_batch_encodes_whole),
         cmocka_unit_test(span_ids_are_distinct_hex),
         cmocka_unit_test(observability_config_keys),
     };
