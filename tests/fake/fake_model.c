@@ -15,28 +15,49 @@
  * tests can drive them through Kafka, the broker and the workers. See
  * README.md in this folder for the flags and directives.
  *
- * Design: libmicrohttpd with one thread per connection
- * (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | poll).
- * Why not an epoll pool with MHD_suspend_connection/resume:
- *  - Isolation comes from the design itself: latency is a plain timed wait and
- *    a hang is a blocking poll() in the handler, in that connection's own
- *    thread, so neither one can delay any other connection, and neither
- *    uses CPU while it waits.
- *  - A hang must end when the client gives up. A blocked thread can poll() the
- *    client socket and see the close. A suspended MHD connection is not
- *    polled at all, so an epoll design would leak hung connections until
- *    shutdown (or need a timer wheel plus resume-and-peek rounds).
- *  - Throughput: with keep-alive the cost of creating a thread is paid once
- *    per connection, not once per request, and the steady state is one
- *    poll/recv/send loop per connection. On 2 cores this gives well over
- *    10k req/s (figure and command in README.md); a test never opens more
- *    than a few hundred connections.
- * Every wait (latency, hang) also watches a stop pipe, so SIGINT/SIGTERM can
- * join all connection threads promptly and exit 0.
+ * Design: two connection modes on libmicrohttpd.
+ *
+ * Event loop (the default): one MHD epoll thread serves every connection
+ * (MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME), and a waker
+ * thread owns the waits. A request that must wait (--latency-ms, the
+ * latency directive, a hang) suspends its connection and leaves it to the
+ * waker; when the wait is over the waker resumes the connection and MHD
+ * calls the handler again, which carries on where it stopped (fm_api,
+ * r->step). Latency: a min-heap of deadlines and one timerfd. Hang: the
+ * socket goes into the waker's epoll set with EPOLLRDHUP, so the hang ends
+ * as soon as the client closes or resets the connection, even when it had
+ * pipelined more bytes (which the thread mode cannot see), and costs
+ * nothing meanwhile. Why: in thread mode every request in flight is a
+ * thread; with 2,000 keep-alive connections waiting 200 ms (the worker
+ * benchmark, 10,000 requests/s) the wake-ups, timed waits and context
+ * switches cost about 65 us of CPU per request on the 2-core dev box; the
+ * event loop costs about 30 (figures and commands in README.md). What the
+ * rest is: loopback TCP (send, receive, epoll; about 40 %), building and
+ * parsing the JSON with jansson (about a quarter), MHD's suspend/resume
+ * (an epoll_ctl pair and a walk of its suspended list per resume).
+ * Constraints of this mode: one thread runs every handler, so a request
+ * that takes long to parse (megabytes of JSON) delays the others for that
+ * time; and MHD zeroes a connection's memory pool for every request, so the
+ * pool is 8 KiB (FM_CONN_MEMORY): request headers up to about 7 KiB (431
+ * beyond).
+ *
+ * Thread per connection (--thread-per-connection, the design before):
+ * MHD_USE_THREAD_PER_CONNECTION with poll; latency is a timed poll() on the
+ * stop pipe and a hang a poll() on the client socket in the connection's
+ * own thread (it peeks at readable bytes every 200 ms, so a close behind
+ * pipelined bytes goes unseen until the server stops). Kept as the
+ * reference the event loop is checked against (smoke.sh runs in both
+ * modes) and for comparisons.
+ *
+ * Both modes stop cleanly: SIGINT/SIGTERM writes the stop pipe, which ends
+ * every wait (fm_stop_pauses: the sleeping threads in thread mode; the
+ * waker, which resumes every suspended connection, in event mode, as
+ * MHD_stop_daemon must find none), then MHD stops and the process exits 0.
  *
  * Shared state: counters are C11 atomics; the per-key tables (by_key stats
  * and fail_first state) are fixed-size open-addressing tables behind one
- * mutex, so memory stays bounded whatever the tests send.
+ * mutex, so memory stays bounded whatever the tests send; the waker's
+ * deadlines and hangs (wk) are behind wk.lock.
  */
 #include <microhttpd.h>
 #include <jansson.h>
@@ -1979,8 +2000,10 @@ static void *fm_waker(void *arg)
     struct MHD_Connection *cs[64];
     for (;;) {
         int n = epoll_wait(wk.epfd, ev, 64, -1);
-        if (n < 0 && errno != EINTR)
+        if (n < 0 && errno != EINTR) {
+            perror("inferq-fake-model: waker: epoll_wait (waits end now)");
             break;
+        }
         bool stop = false;
         size_t k = 0;
         pthread_mutex_lock(&wk.lock);
