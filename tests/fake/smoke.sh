@@ -265,6 +265,20 @@ expect "chunked body over 16 MiB: 413" "$CODE" 413
 req POST "$A/openai/deployments/dep-1/chat/completions?api-version=2024-06-01" "$(jq -nc '{messages:[{role:"user",content:"az"}]}')"
 expect "Azure path: model from deployment" "$CODE $(body .model) $(body '.choices[0].message.content')" "200 dep-1 echo: az"
 
+# Chat answers are written without jansson (fm_chat_json); --slow-json builds
+# them with jansson as before: the bytes must be the same, ids and times aside.
+start E --slow-json --quiet
+same_bytes() { sed -E 's/"id":"chatcmpl-[0-9a-f]{16}"/"id":"X"/; s/"created":[0-9]+/"created":0/' "$WORK/body"; }
+for body in "$(chat 'q" b\\ s/ é 中 😀 \u2028 '"$(printf '\001\037\b\f\n\r\t\177')")" \
+    "$(chat 'x [[fake:malformed]] é' 'mo"del/é')" '{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"text","text":"a\u0001"},{"type":"text","text":"\ud83d\ude00"}]}]}'; do
+    req POST "$A/v1/chat/completions" "$body"
+    FAST="$CODE $(same_bytes)"
+    req POST "$URL_E/v1/chat/completions" "$body"
+    expect "chat answer without jansson = with jansson ($(printf %.24s "$body"))" "$FAST" "$CODE $(same_bytes)"
+done
+kill -TERM "$PID_E"
+wait "$PID_E"
+
 echo "== server A: provider dialects (Anthropic, Gemini, Bedrock)"
 # The request bodies are the ones the gateway's adapters build (the unit
 # test test_provider_roundtrip asserts that), and the answers must stay the
