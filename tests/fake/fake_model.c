@@ -15,28 +15,50 @@
  * tests can drive them through Kafka, the broker and the workers. See
  * README.md in this folder for the flags and directives.
  *
- * Design: libmicrohttpd with one thread per connection
- * (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | poll).
- * Why not an epoll pool with MHD_suspend_connection/resume:
- *  - Isolation comes from the design itself: latency is a plain timed wait and
- *    a hang is a blocking poll() in the handler, in that connection's own
- *    thread, so neither one can delay any other connection, and neither
- *    uses CPU while it waits.
- *  - A hang must end when the client gives up. A blocked thread can poll() the
- *    client socket and see the close. A suspended MHD connection is not
- *    polled at all, so an epoll design would leak hung connections until
- *    shutdown (or need a timer wheel plus resume-and-peek rounds).
- *  - Throughput: with keep-alive the cost of creating a thread is paid once
- *    per connection, not once per request, and the steady state is one
- *    poll/recv/send loop per connection. On 2 cores this gives well over
- *    10k req/s (figure and command in README.md); a test never opens more
- *    than a few hundred connections.
- * Every wait (latency, hang) also watches a stop pipe, so SIGINT/SIGTERM can
- * join all connection threads promptly and exit 0.
+ * Design: two connection modes on libmicrohttpd.
+ *
+ * Event loop (the default): one MHD epoll thread serves every connection
+ * (MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME), and a waker
+ * thread owns the waits. A request that must wait (--latency-ms, the
+ * latency directive, a hang) suspends its connection and leaves it to the
+ * waker; when the wait is over the waker resumes the connection and MHD
+ * calls the handler again, which carries on where it stopped (fm_api,
+ * r->step). Latency: a min-heap of deadlines and one timerfd. Hang: the
+ * socket goes into the waker's epoll set with EPOLLRDHUP, so the hang ends
+ * as soon as the client closes or resets the connection, even when it had
+ * pipelined more bytes (which the thread mode cannot see), and costs
+ * nothing meanwhile. Why: in thread mode every request in flight is a
+ * thread; with 2,000 keep-alive connections waiting 200 ms (the worker
+ * benchmark, 10,000 requests/s) the wake-ups, timed waits and context
+ * switches cost about 65 us of CPU per request on the 2-core dev box; the
+ * event loop costs about 30, and 25 with the chat answer written without
+ * jansson (fm_chat_json; figures and commands in README.md). What the rest
+ * is: loopback TCP (send, receive, epoll; about 40 %), parsing the request
+ * with jansson, MHD's HTTP handling and its suspend/resume (an epoll_ctl
+ * pair and a walk of its suspended list per resume).
+ * Constraints of this mode: one thread runs every handler, so a request
+ * that takes long to parse (megabytes of JSON) delays the others for that
+ * time; and MHD zeroes a connection's memory pool for every request, so the
+ * pool is 8 KiB (FM_CONN_MEMORY): request headers up to about 7 KiB (431
+ * beyond).
+ *
+ * Thread per connection (--thread-per-connection, the design before):
+ * MHD_USE_THREAD_PER_CONNECTION with poll; latency is a timed poll() on the
+ * stop pipe and a hang a poll() on the client socket in the connection's
+ * own thread (it peeks at readable bytes every 200 ms, so a close behind
+ * pipelined bytes goes unseen until the server stops). Kept as the
+ * reference the event loop is checked against (smoke.sh runs in both
+ * modes) and for comparisons.
+ *
+ * Both modes stop cleanly: SIGINT/SIGTERM writes the stop pipe, which ends
+ * every wait (fm_stop_pauses: the sleeping threads in thread mode; the
+ * waker, which resumes every suspended connection, in event mode, as
+ * MHD_stop_daemon must find none), then MHD stops and the process exits 0.
  *
  * Shared state: counters are C11 atomics; the per-key tables (by_key stats
  * and fail_first state) are fixed-size open-addressing tables behind one
- * mutex, so memory stays bounded whatever the tests send.
+ * mutex, so memory stays bounded whatever the tests send; the waker's
+ * deadlines and hangs (wk) are behind wk.lock.
  */
 #include <microhttpd.h>
 #include <jansson.h>
@@ -59,7 +81,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +97,11 @@
 #define FM_FAIL_FIRST_MAX 1000000L
 #define FM_RETRY_AFTER_MAX 64
 #define FM_STATUS_SLOTS 600
+/* MHD's memory pool per connection in event mode: request line and headers
+ * (up to about 7 KiB; 431 above) and the response headers. MHD zeroes the
+ * whole pool for every request, and 2,000 pools of the default 32 KiB cost
+ * more cache than the rest of a request (see the header comment). */
+#define FM_CONN_MEMORY (8u * 1024u)
 #define FM_FINGERPRINT "fp_inferq_fake"
 
 /* ---- configuration ----------------------------------------------------- */
@@ -91,6 +120,8 @@ struct fm_config {
     bool quiet;
     bool verbose;
     bool strict_models;
+    bool thread_per_conn; /* --thread-per-connection instead of the event loop */
+    bool slow_json;       /* --slow-json: every answer through jansson (fm_chat_json off) */
     unsigned max_conns;
     unsigned idle_timeout;
 };
@@ -541,10 +572,19 @@ static int fm_directives_parse(const char *text, size_t n, struct fm_directives 
 
 /* ---- request context and responses ------------------------------------- */
 
+/* Where fm_api carries on when MHD calls the handler again after a pause. */
+enum fm_step {
+    STEP_START,  /* nothing done yet (then the --latency-ms wait) */
+    STEP_CHECK,  /* route, auth, body, directives (then the latency directive) */
+    STEP_ANSWER, /* failures, fail_first, the answer */
+    STEP_HUNG    /* a hang ended: close */
+};
+
 struct fm_req {
     enum fm_ep ep;
     bool api;       /* an API request (counted), not /_fake/ */
-    bool responded; /* a response was queued early (413) */
+    bool responded; /* a response was queued early (413): skip the upload */
+    bool paused;    /* the connection is suspended (event mode): MHD calls again */
     bool too_big;
     struct fm_buf body;
     const char *azure_dep; /* borrowed from url: Azure deployment name */
@@ -553,6 +593,20 @@ struct fm_req {
     const char *path_model; /* borrowed from url: Gemini / Bedrock model in the path */
     size_t path_model_len;
     const char *aws_error; /* Bedrock: exception name for x-amzn-ErrorType */
+    /* What fm_api_check parsed, kept across pauses (fm_completed frees it). */
+    enum fm_step step;
+    bool checked; /* fm_api_check passed: the fields below are set */
+    json_t *req;
+    struct fm_buf user; /* text of the last user turn (directives, echo) */
+    struct fm_directives d;
+    const char *src; /* where directives were read from: user.p or a string of req */
+    size_t src_len;
+    char model[FM_MODEL_NAME_MAX * 2 + 1];
+    /* Event mode: the waker's bookkeeping (under wk.lock while paused). */
+    struct MHD_Connection *conn;
+    uint64_t due_ns; /* latency deadline, CLOCK_MONOTONIC */
+    int hung_fd;     /* socket watched for the client's close, -1 = none */
+    struct fm_req *hung_prev, *hung_next;
 };
 
 static void fm_count_status(struct fm_req *r, unsigned status)
@@ -943,6 +997,128 @@ static int fm_max_tokens(json_t *req, json_int_t *out)
     return 0;
 }
 
+/* Length of the valid UTF-8 sequence at s (as jansson accepts it: no
+ * overlong forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t fm_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        k = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < k)
+        return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return k;
+}
+
+/*
+ * Appends s (n bytes) as a JSON string escaped exactly as jansson's compact
+ * dump does it (\" \\ \b \f \n \r \t, other control characters as
+ * \u00XX, everything else as is). Returns false for invalid UTF-8 (jansson
+ * refuses it too) or out of memory.
+ */
+static bool fm_json_str(struct fm_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    if (!fm_buf_add(b, "\"", 1))
+        return false;
+    while (p < end) {
+        unsigned c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            size_t k = c < 0x80 ? 1 : fm_utf8_len(p, (size_t)(end - p));
+            if (k == 0)
+                return false;
+            p += k;
+            continue;
+        }
+        char esc[6] = {'\\', 0, '0', '0', 0, 0};
+        size_t en = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            en = 6;
+            break;
+        }
+        if (!fm_buf_add(b, run, (size_t)(p - run)) || !fm_buf_add(b, esc, en))
+            return false;
+        run = ++p;
+    }
+    return fm_buf_add(b, run, (size_t)(p - run)) && fm_buf_add(b, "\"", 1);
+}
+
+/*
+ * The chat.completion answer written straight into a buffer: the bytes
+ * json_dumps(JSON_COMPACT) gives for the json_pack in fm_chat, at a fifth
+ * of the CPU (the hot path of the benchmarks). Returns false when a string
+ * is not valid UTF-8 or memory runs out; fm_chat then takes the jansson
+ * path, which answers as before.
+ */
+static bool fm_chat_json(struct fm_buf *b, const char *id, json_int_t created, const char *model,
+                         const char *a, size_t alen, json_int_t pt, json_int_t ct)
+{
+    char num[256];
+    if (!fm_buf_str(b, "{\"id\":\"") || !fm_buf_str(b, id))
+        return false;
+    snprintf(num, sizeof(num),
+             "\",\"object\":\"chat.completion\",\"created\":%" JSON_INTEGER_FORMAT ",\"model\":",
+             created);
+    if (!fm_buf_str(b, num) || !fm_json_str(b, model, strlen(model)) ||
+        !fm_buf_str(b, ",\"system_fingerprint\":\"" FM_FINGERPRINT
+                       "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                       "\"content\":") ||
+        !fm_json_str(b, a, alen))
+        return false;
+    snprintf(num, sizeof(num),
+             ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{"
+             "\"prompt_tokens\":%" JSON_INTEGER_FORMAT
+             ",\"completion_tokens\":%" JSON_INTEGER_FORMAT
+             ",\"total_tokens\":%" JSON_INTEGER_FORMAT "}}",
+             pt, ct, pt + ct);
+    return fm_buf_str(b, num);
+}
+
 static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_t *req,
                                const char *model, const struct fm_directives *d,
                                struct fm_buf *user, bool malformed)
@@ -975,6 +1151,7 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
         completion_tokens = max_tokens;
     char id[48];
     fm_make_id(id, sizeof(id), "chatcmpl-");
+    struct fm_buf out = {.max = SIZE_MAX / 2};
     json_int_t created = (json_int_t)time(NULL);
     json_t *usage =
         json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens, "completion_tokens",
@@ -984,6 +1161,10 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
         ret = fm_stream(r, c, true, id, model, created, a, ans.len,
                         fm_stream_usage_wanted(req) ? usage : NULL, malformed);
         json_decref(usage);
+    } else if (!cfg.slow_json && fm_chat_json(&out, id, created, model, a, ans.len, prompt_tokens,
+                                              completion_tokens)) {
+        json_decref(usage);
+        ret = fm_send_buf(r, c, 200, &out, "application/json", malformed);
     } else {
         json_t *resp = json_pack(
             "{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:{s:s, s:s%, s:n}, s:n, s:s}], s:o}", "id", id,
@@ -992,6 +1173,7 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
             ans.len, "refusal", "logprobs", "finish_reason", "stop", "usage", usage);
         ret = fm_send_json(r, c, 200, resp, 0, malformed);
     }
+    free(out.p);
     free(ans.p);
     return ret;
 }
@@ -1710,12 +1892,331 @@ static bool fm_check_auth(struct fm_req *r, struct MHD_Connection *c, enum MHD_R
     return false;
 }
 
-/* Answers an API request whose body has been fully received. */
-static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const char *url,
-                              const char *method)
+/* ---- pauses: latency waits and hangs ------------------------------------ */
+
+/*
+ * Event mode (the default): a paused request's connection is suspended
+ * (MHD_suspend_connection) and handed to the waker thread, which resumes it
+ *  - for a latency wait, when its deadline passes: a binary min-heap of
+ *    deadlines and one timerfd armed at the earliest. Deadlines are rounded
+ *    up to a whole millisecond, so requests due in the same millisecond are
+ *    resumed by one wake-up (a latency is never shorter than asked, and at
+ *    most 1 ms longer);
+ *  - for a hang, when the client closes: the socket is in the waker's epoll
+ *    set with EPOLLRDHUP (EPOLLHUP and EPOLLERR come anyway). The kernel
+ *    reports the FIN or RST even behind unread pipelined bytes, and no
+ *    event at all while the client stays, so a hang costs no CPU;
+ *  - all of them at once when the server stops.
+ * MHD then calls the handler again, and fm_api carries on at r->step.
+ *
+ * The suspend happens under wk.lock before the request is in the heap or
+ * the hang list, and the waker takes it out under wk.lock before it
+ * resumes, so every resume follows its suspend and r is never touched after
+ * the resume (fm_completed may free it then). MHD functions are called
+ * under wk.lock only by the handler (suspend); the waker resumes after
+ * unlocking.
+ *
+ * Thread mode (--thread-per-connection): the connection's own thread waits
+ * in fm_sleep_ms / fm_hang and the waker is not started.
+ *
+ * State: wk is global, everything in it under wk.lock apart from the fds
+ * (set before MHD starts, closed after it stopped) and `stopping` (atomic:
+ * fm_api reads it on every resume).
+ */
+enum fm_pause {
+    FM_GO,     /* waited already (thread mode): carry on */
+    FM_PAUSED, /* the connection is suspended: return MHD_YES, nothing queued */
+    FM_STOP    /* the server stops: return MHD_NO */
+};
+
+#define FM_WAKE_BATCH 256 /* connections resumed per lock round */
+
+static struct {
+    pthread_mutex_t lock;
+    struct fm_req **heap; /* min-heap on due_ns */
+    size_t n, cap;
+    uint64_t armed_ns;   /* the timerfd's deadline, 0 = disarmed */
+    struct fm_req *hung; /* hung requests, linked by hung_next/hung_prev */
+    atomic_bool stopping;
+    int epfd, tfd; /* epoll: the timerfd, the stop pipe, hung sockets */
+    bool started;
+    pthread_t thread;
+} wk = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .tfd = -1};
+
+static uint64_t fm_now_ns(void)
 {
-    if (cfg.latency_ms > 0 && !fm_sleep_ms(cfg.latency_ms))
-        return MHD_NO;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/* Sets the timerfd to fire at due_ns (CLOCK_MONOTONIC). Under wk.lock. */
+static void fm_arm(uint64_t due_ns)
+{
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due_ns / 1000000000ULL),
+                                          .tv_nsec = (long)(due_ns % 1000000000ULL)}};
+    if (timerfd_settime(wk.tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        wk.armed_ns = due_ns;
+}
+
+/* Adds r (r->due_ns set) to the heap; false when out of memory. Under wk.lock. */
+static bool fm_heap_push(struct fm_req *r)
+{
+    if (wk.n == wk.cap) {
+        size_t nc = wk.cap ? wk.cap * 2 : 1024;
+        struct fm_req **nh = realloc(wk.heap, nc * sizeof(*nh));
+        if (!nh)
+            return false;
+        wk.heap = nh;
+        wk.cap = nc;
+    }
+    size_t i = wk.n++;
+    while (i > 0 && wk.heap[(i - 1) / 2]->due_ns > r->due_ns) {
+        wk.heap[i] = wk.heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    wk.heap[i] = r;
+    return true;
+}
+
+/* Removes and returns the earliest request. Under wk.lock, wk.n > 0. */
+static struct fm_req *fm_heap_pop(void)
+{
+    struct fm_req *top = wk.heap[0], *last = wk.heap[--wk.n];
+    size_t i = 0;
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= wk.n)
+            break;
+        if (k + 1 < wk.n && wk.heap[k + 1]->due_ns < wk.heap[k]->due_ns)
+            k++;
+        if (wk.heap[k]->due_ns >= last->due_ns)
+            break;
+        wk.heap[i] = wk.heap[k];
+        i = k;
+    }
+    if (wk.n > 0)
+        wk.heap[i] = last;
+    return top;
+}
+
+static void fm_hung_unlink(struct fm_req *r)
+{
+    if (r->hung_prev)
+        r->hung_prev->hung_next = r->hung_next;
+    else
+        wk.hung = r->hung_next;
+    if (r->hung_next)
+        r->hung_next->hung_prev = r->hung_prev;
+    r->hung_prev = r->hung_next = NULL;
+    if (r->hung_fd >= 0)
+        epoll_ctl(wk.epfd, EPOLL_CTL_DEL, r->hung_fd, NULL);
+    r->hung_fd = -1;
+}
+
+/*
+ * Delays the request by ms. Thread mode: sleeps in this thread (FM_GO, or
+ * FM_STOP when the server stops meanwhile). Event mode: suspends the
+ * connection until the waker resumes it at the deadline (FM_PAUSED).
+ */
+static enum fm_pause fm_pause(struct fm_req *r, struct MHD_Connection *c, long ms)
+{
+    if (cfg.thread_per_conn)
+        return fm_sleep_ms(ms) ? FM_GO : FM_STOP;
+    uint64_t due = fm_now_ns() + (uint64_t)ms * 1000000ULL;
+    r->due_ns = (due + 999999ULL) / 1000000ULL * 1000000ULL;
+    r->conn = c;
+    pthread_mutex_lock(&wk.lock);
+    if (atomic_load(&wk.stopping) || !fm_heap_push(r)) {
+        pthread_mutex_unlock(&wk.lock);
+        return FM_STOP;
+    }
+    MHD_suspend_connection(c);
+    if (wk.armed_ns == 0 || r->due_ns < wk.armed_ns)
+        fm_arm(r->due_ns);
+    pthread_mutex_unlock(&wk.lock);
+    r->paused = true;
+    return FM_PAUSED;
+}
+
+/*
+ * Holds a hung request until the client closes its side or the server
+ * stops. Thread mode: blocks in fm_hang (FM_STOP afterwards: close). Event
+ * mode: suspends the connection and has the waker watch its socket
+ * (FM_PAUSED); MHD calls the handler again once it is over.
+ */
+static enum fm_pause fm_hold(struct fm_req *r, struct MHD_Connection *c)
+{
+    if (cfg.thread_per_conn) {
+        fm_hang(c);
+        return FM_STOP;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->conn = c;
+    r->hung_fd = ci ? ci->connect_fd : -1;
+    pthread_mutex_lock(&wk.lock);
+    if (atomic_load(&wk.stopping)) {
+        pthread_mutex_unlock(&wk.lock);
+        return FM_STOP;
+    }
+    MHD_suspend_connection(c);
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = r};
+    if (r->hung_fd >= 0 && epoll_ctl(wk.epfd, EPOLL_CTL_ADD, r->hung_fd, &ev) != 0)
+        r->hung_fd = -1; /* cannot watch it: held until the server stops */
+    r->hung_prev = NULL;
+    r->hung_next = wk.hung;
+    if (wk.hung)
+        wk.hung->hung_prev = r;
+    wk.hung = r;
+    pthread_mutex_unlock(&wk.lock);
+    r->paused = true;
+    return FM_PAUSED;
+}
+
+static void fm_resume(struct MHD_Connection **cs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        MHD_resume_connection(cs[i]);
+}
+
+/* Resumes every request whose deadline has passed and re-arms the timerfd
+ * for the next one. */
+static void fm_wake_due(void)
+{
+    struct MHD_Connection *cs[FM_WAKE_BATCH];
+    bool more;
+    do {
+        size_t k = 0;
+        uint64_t now = fm_now_ns();
+        pthread_mutex_lock(&wk.lock);
+        while (wk.n > 0 && wk.heap[0]->due_ns <= now && k < FM_WAKE_BATCH)
+            cs[k++] = fm_heap_pop()->conn;
+        more = wk.n > 0 && wk.heap[0]->due_ns <= now;
+        if (!more && wk.n > 0 && (wk.armed_ns == 0 || wk.heap[0]->due_ns < wk.armed_ns))
+            fm_arm(wk.heap[0]->due_ns);
+        pthread_mutex_unlock(&wk.lock);
+        fm_resume(cs, k);
+    } while (more);
+}
+
+/* The server stops: no new pauses, and every paused request is resumed
+ * (fm_api then closes it), because MHD_stop_daemon must not find a
+ * suspended connection. */
+static void fm_wake_all(void)
+{
+    struct MHD_Connection *cs[FM_WAKE_BATCH];
+    size_t k;
+    atomic_store(&wk.stopping, true);
+    do {
+        k = 0;
+        pthread_mutex_lock(&wk.lock);
+        while (wk.n > 0 && k < FM_WAKE_BATCH)
+            cs[k++] = fm_heap_pop()->conn;
+        while (wk.hung && k < FM_WAKE_BATCH) {
+            struct fm_req *r = wk.hung;
+            fm_hung_unlink(r);
+            cs[k++] = r->conn;
+        }
+        pthread_mutex_unlock(&wk.lock);
+        fm_resume(cs, k);
+    } while (k > 0);
+}
+
+static void *fm_waker(void *arg)
+{
+    (void)arg;
+    struct epoll_event ev[64];
+    struct MHD_Connection *cs[64];
+    for (;;) {
+        int n = epoll_wait(wk.epfd, ev, 64, -1);
+        if (n < 0 && errno != EINTR) {
+            perror("inferq-fake-model: waker: epoll_wait (waits end now)");
+            break;
+        }
+        bool stop = false;
+        size_t k = 0;
+        pthread_mutex_lock(&wk.lock);
+        for (int i = 0; i < n; i++) {
+            void *p = ev[i].data.ptr;
+            if (p == &stop_pipe) {
+                stop = true;
+            } else if (p == &wk.tfd) {
+                uint64_t expirations;
+                if (read(wk.tfd, &expirations, sizeof(expirations)) < 0)
+                    expirations = 0;
+                wk.armed_ns = 0;
+            } else {
+                struct fm_req *r = p; /* a hang whose client closed */
+                fm_hung_unlink(r);
+                cs[k++] = r->conn;
+            }
+        }
+        pthread_mutex_unlock(&wk.lock);
+        fm_resume(cs, k);
+        if (stop)
+            break;
+        fm_wake_due();
+    }
+    fm_wake_all();
+    return NULL;
+}
+
+/* Creates the waker's timerfd and epoll set and starts it (event mode). */
+static bool fm_waker_start(void)
+{
+    wk.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    wk.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (wk.tfd < 0 || wk.epfd < 0)
+        return false;
+    struct epoll_event et = {.events = EPOLLIN, .data.ptr = &wk.tfd};
+    struct epoll_event es = {.events = EPOLLIN, .data.ptr = &stop_pipe};
+    if (epoll_ctl(wk.epfd, EPOLL_CTL_ADD, wk.tfd, &et) != 0 ||
+        epoll_ctl(wk.epfd, EPOLL_CTL_ADD, stop_pipe[0], &es) != 0)
+        return false;
+    if (pthread_create(&wk.thread, NULL, fm_waker, NULL) != 0)
+        return false;
+    wk.started = true;
+    return true;
+}
+
+/*
+ * Ends every latency wait and hang: writes the stop pipe, which wakes the
+ * sleeping connection threads (thread mode) or the waker, and joins the
+ * waker, which resumed every paused connection before it returned. Call
+ * before MHD_stop_daemon, which must not find a suspended connection.
+ */
+static void fm_stop_pauses(void)
+{
+    ssize_t w;
+    do
+        w = write(stop_pipe[1], "x", 1);
+    while (w < 0 && errno == EINTR);
+    if (wk.started)
+        pthread_join(wk.thread, NULL);
+    wk.started = false;
+}
+
+/* Frees the waker's heap and fds, once MHD has stopped. */
+static void fm_waker_free(void)
+{
+    free(wk.heap);
+    wk.heap = NULL;
+    wk.n = wk.cap = 0;
+    if (wk.tfd >= 0)
+        close(wk.tfd);
+    if (wk.epfd >= 0)
+        close(wk.epfd);
+    wk.tfd = wk.epfd = -1;
+}
+
+/* Checks an API request whose body has been fully received: route, method,
+ * auth, JSON, dialect and directives, keeping what it parsed in r (freed by
+ * fm_completed). Answers a broken request and returns MHD_YES or MHD_NO as
+ * fm_send does; otherwise sets r->checked and returns MHD_YES. */
+static enum MHD_Result fm_api_check(struct fm_req *r, struct MHD_Connection *c, const char *url,
+                                    const char *method)
+{
     if (r->ep == EP_NONE) {
         char msg[320];
         snprintf(msg, sizeof(msg), "Invalid URL (%.16s %.256s)", method, url);
@@ -1740,25 +2241,20 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
                              "required)",
                              "invalid_request_error", NULL, "404", NULL);
 
+    struct fm_buf *user = &r->user;
+    struct fm_directives *d = &r->d;
+    char *model = r->model;
+    const size_t model_size = sizeof(r->model);
     json_t *req = NULL;
-    struct fm_buf user = {.max = FM_BODY_MAX};
-    struct fm_directives d;
-    memset(&d, 0, sizeof(d));
-    d.fail_first = -1;
-    const char *src = NULL; /* where directives are read from */
-    size_t src_len = 0;
-    char model[FM_MODEL_NAME_MAX * 2 + 1] = "";
-    enum MHD_Result ret;
 
     if (!is_get) {
         json_error_t jerr;
-        req = json_loadb(r->body.p ? r->body.p : "", r->body.len, 0, &jerr);
+        req = r->req = json_loadb(r->body.p ? r->body.p : "", r->body.len, 0, &jerr);
         if (!json_is_object(req)) {
             char msg[256];
             snprintf(msg, sizeof(msg), "We could not parse the JSON body of your request. (%s)",
                      req ? "the body must be a JSON object" : jerr.text);
-            ret = fm_bad_request(r, c, msg, NULL);
-            goto out;
+            return fm_bad_request(r, c, msg, NULL);
         }
         json_t *jm = json_object_get(req, "model");
         if (r->path_model) {
@@ -1766,40 +2262,36 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
             memcpy(model, r->path_model, r->path_model_len);
             model[r->path_model_len] = '\0';
         } else if (json_is_string(jm) && json_string_length(jm) > 0 &&
-                   json_string_length(jm) < sizeof(model)) {
+                   json_string_length(jm) < model_size) {
             memcpy(model, json_string_value(jm), json_string_length(jm) + 1);
         } else if (!jm && r->azure_dep) {
             memcpy(model, r->azure_dep, r->azure_dep_len);
             model[r->azure_dep_len] = '\0';
         } else {
-            ret = fm_bad_request(r, c,
-                                 jm ? "model must be a non-empty string of at most 256 bytes"
-                                    : "you must provide a model parameter",
-                                 jm ? "model" : NULL);
-            goto out;
+            return fm_bad_request(r, c,
+                                  jm ? "model must be a non-empty string of at most 256 bytes"
+                                     : "you must provide a model parameter",
+                                  jm ? "model" : NULL);
         }
         if (cfg.strict_models && !fm_model_known(model)) {
             char msg[FM_MODEL_NAME_MAX * 2 + 96];
             snprintf(msg, sizeof(msg),
                      "The model `%s` does not exist or you do not have access to it.", model);
-            ret = fm_send_error(r, c, 404, msg, "invalid_request_error", NULL, "model_not_found",
-                                NULL);
-            goto out;
+            return fm_send_error(r, c, 404, msg, "invalid_request_error", NULL, "model_not_found",
+                                 NULL);
         }
         if (fm_dialect_of(r->ep) != FM_OPENAI) {
             char errbuf[256];
-            const char *bad = fm_validate_dialect(r, req, &user, errbuf, sizeof(errbuf));
+            const char *bad = fm_validate_dialect(r, req, user, errbuf, sizeof(errbuf));
             if (bad) {
-                ret = fm_send_error(r, c, 400, bad, "invalid_request_error", NULL, NULL, NULL);
-                goto out;
+                return fm_send_error(r, c, 400, bad, "invalid_request_error", NULL, NULL, NULL);
             }
-            src = user.p;
-            src_len = user.len;
+            r->src = user->p;
+            r->src_len = user->len;
         } else if (r->ep == EP_CHAT) {
             json_t *msgs = json_object_get(req, "messages");
             if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-                ret = fm_bad_request(r, c, "messages must be a non-empty array", "messages");
-                goto out;
+                return fm_bad_request(r, c, "messages must be a non-empty array", "messages");
             }
             size_t i;
             json_t *m, *last_user = NULL;
@@ -1807,20 +2299,18 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
             {
                 json_t *role = json_object_get(m, "role");
                 if (!json_is_string(role)) {
-                    ret = fm_bad_request(r, c, "each message must be an object with a role",
-                                         "messages");
-                    goto out;
+                    return fm_bad_request(r, c, "each message must be an object with a role",
+                                          "messages");
                 }
                 if (strcmp(json_string_value(role), "user") == 0)
                     last_user = m;
             }
-            if (last_user && !fm_content_text(json_object_get(last_user, "content"), &user)) {
-                ret = fm_send_error(r, c, 500, "fake: out of memory", "server_error", NULL, NULL,
-                                    NULL);
-                goto out;
+            if (last_user && !fm_content_text(json_object_get(last_user, "content"), user)) {
+                return fm_send_error(r, c, 500, "fake: out of memory", "server_error", NULL, NULL,
+                                     NULL);
             }
-            src = user.p;
-            src_len = user.len;
+            r->src = user->p;
+            r->src_len = user->len;
         } else {
             const char *field = r->ep == EP_COMPL ? "prompt" : "input";
             json_t *v = json_object_get(req, field);
@@ -1835,97 +2325,114 @@ static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const 
                 char msg[96];
                 snprintf(msg, sizeof(msg), "%s must be a string or a non-empty array of strings",
                          field);
-                ret = fm_bad_request(r, c, msg, field);
-                goto out;
+                return fm_bad_request(r, c, msg, field);
             }
             json_t *last = json_is_string(v) ? v : json_array_get(v, json_array_size(v) - 1);
-            src = json_string_value(last);
-            src_len = json_string_length(last);
+            r->src = json_string_value(last);
+            r->src_len = json_string_length(last);
         }
         char err[128];
-        if (src && fm_directives_parse(src, src_len, &d, err, sizeof(err)) < 0) {
-            ret = fm_bad_request(r, c, err, NULL);
-            goto out;
+        if (r->src && fm_directives_parse(r->src, r->src_len, d, err, sizeof(err)) < 0) {
+            return fm_bad_request(r, c, err, NULL);
         }
     }
+    r->checked = true;
+    return MHD_YES;
+}
 
-    if (d.key)
-        fm_key_count(d.key, d.key_len);
-    if (d.latency_ms > 0 && !fm_sleep_ms(d.latency_ms)) {
-        ret = MHD_NO;
-        goto out;
-    }
-
+/* Answers a checked API request after its latency: fail_first, the failure
+ * directives, --fail-rate, then the endpoint's answer. A hang pauses the
+ * request (fm_hold) and returns MHD_YES with nothing queued. */
+static enum MHD_Result fm_api_answer(struct fm_req *r, struct MHD_Connection *c)
+{
+    struct fm_directives *d = &r->d;
     /* With fail_first=N the failure directives apply to the first N requests
      * of the key only, and the failure defaults to status 503. */
     bool failing = true;
-    if (d.fail_first >= 0) {
-        uint64_t seen = d.key ? fm_fail_seen(fm_hash('k', d.key, d.key_len))
-                              : fm_fail_seen(fm_hash('c', src, src_len));
-        if (seen == 0) {
-            ret = fm_send_error(r, c, 500,
-                                "fake: fail_first table is full; POST /_fake/reset between tests",
-                                "server_error", NULL, NULL, NULL);
-            goto out;
-        }
-        failing = seen <= (uint64_t)d.fail_first;
-        if (failing && !d.drop && !d.hang && !d.status && !d.malformed)
-            d.status = 503;
+    if (d->fail_first >= 0) {
+        uint64_t seen = d->key ? fm_fail_seen(fm_hash('k', d->key, d->key_len))
+                               : fm_fail_seen(fm_hash('c', r->src, r->src_len));
+        if (seen == 0)
+            return fm_send_error(r, c, 500,
+                                 "fake: fail_first table is full; POST /_fake/reset between tests",
+                                 "server_error", NULL, NULL, NULL);
+        failing = seen <= (uint64_t)d->fail_first;
+        if (failing && !d->drop && !d->hang && !d->status && !d->malformed)
+            d->status = 503;
     }
-    if (failing && d.drop) {
+    if (failing && d->drop) {
         atomic_fetch_add(&st.dropped, 1);
-        ret = MHD_NO; /* MHD closes the socket without a response */
-        goto out;
+        return MHD_NO; /* MHD closes the socket without a response */
     }
-    if (failing && d.hang) {
+    if (failing && d->hang) {
         atomic_fetch_add(&st.hung, 1);
-        fm_hang(c);
-        ret = MHD_NO;
-        goto out;
+        return fm_hold(r, c) == FM_PAUSED ? MHD_YES : MHD_NO;
     }
-    if (failing && d.status) {
-        ret = fm_send_injected(r, c, d.status, d.retry_after);
-        goto out;
-    }
+    if (failing && d->status)
+        return fm_send_injected(r, c, d->status, d->retry_after);
     if (cfg.fail_rate > 0) {
         uint64_t x = fm_mix(cfg.seed ^ fm_mix(atomic_fetch_add(&st.fail_rate_seq, 1)));
-        if ((double)(x >> 11) * 0x1.0p-53 < cfg.fail_rate) {
-            ret = fm_send_injected(r, c, 503, NULL);
-            goto out;
-        }
+        if ((double)(x >> 11) * 0x1.0p-53 < cfg.fail_rate)
+            return fm_send_injected(r, c, 503, NULL);
     }
-    bool malformed = failing && d.malformed;
+    bool malformed = failing && d->malformed;
+    json_t *req = r->req;
     switch (r->ep) {
     case EP_CHAT:
-        ret = fm_chat(r, c, req, model, &d, &user, malformed);
-        break;
+        return fm_chat(r, c, req, r->model, d, &r->user, malformed);
     case EP_COMPL:
-        ret = fm_completions(r, c, req, model, &d, malformed);
-        break;
+        return fm_completions(r, c, req, r->model, d, malformed);
     case EP_EMB:
-        ret = fm_embeddings(r, c, req, model, malformed);
-        break;
+        return fm_embeddings(r, c, req, r->model, malformed);
     case EP_ANTHROPIC:
-        ret = fm_anthropic(r, c, req, model, &d, &user, malformed);
-        break;
+        return fm_anthropic(r, c, req, r->model, d, &r->user, malformed);
     case EP_GEMINI:
-        ret = fm_gemini(r, c, req, model, &d, &user, malformed);
-        break;
+        return fm_gemini(r, c, req, r->model, d, &r->user, malformed);
     case EP_GEMINI_EMB:
     case EP_GEMINI_BATCH:
-        ret = fm_gemini_embed(r, c, req, malformed);
-        break;
+        return fm_gemini_embed(r, c, req, malformed);
     case EP_BEDROCK:
-        ret = fm_bedrock(r, c, req, model, &d, &user, malformed);
-        break;
+        return fm_bedrock(r, c, req, r->model, d, &r->user, malformed);
     default:
-        ret = fm_models(r, c, malformed);
-        break;
+        return fm_models(r, c, malformed);
     }
-out:
-    json_decref(req);
-    free(user.p);
-    return ret;
+}
+
+/*
+ * Answers an API request whose body has been fully received. In event mode
+ * MHD calls it again after each pause (the --latency-ms wait, the latency
+ * directive, a hang), and r->step says where to carry on.
+ */
+static enum MHD_Result fm_api(struct fm_req *r, struct MHD_Connection *c, const char *url,
+                              const char *method)
+{
+    enum fm_pause p;
+    if (r->step != STEP_START && atomic_load(&wk.stopping))
+        return MHD_NO; /* resumed because the server stops */
+    switch (r->step) {
+    case STEP_START:
+        r->step = STEP_CHECK;
+        if (cfg.latency_ms > 0 && (p = fm_pause(r, c, cfg.latency_ms)) != FM_GO)
+            return p == FM_PAUSED ? MHD_YES : MHD_NO;
+        /* fall through */
+    case STEP_CHECK: {
+        enum MHD_Result ret = fm_api_check(r, c, url, method);
+        if (!r->checked)
+            return ret;
+        if (r->d.key)
+            fm_key_count(r->d.key, r->d.key_len);
+        r->step = STEP_ANSWER;
+        if (r->d.latency_ms > 0 && (p = fm_pause(r, c, r->d.latency_ms)) != FM_GO)
+            return p == FM_PAUSED ? MHD_YES : MHD_NO;
+    }
+        /* fall through */
+    case STEP_ANSWER:
+        r->step = STEP_HUNG; /* only reached again if fm_api_answer holds a hang */
+        return fm_api_answer(r, c);
+    case STEP_HUNG:
+    default:
+        return MHD_NO; /* the client of a hang closed its side */
+    }
 }
 
 /* /_fake/ introspection: never counted, never authenticated. */
@@ -1958,6 +2465,9 @@ static enum MHD_Result fm_handler(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         *con_cls = r;
         r->body.max = FM_BODY_MAX;
+        r->user.max = FM_BODY_MAX;
+        r->d.fail_first = -1;
+        r->hung_fd = -1;
         r->api = strncmp(url, "/_fake/", 7) != 0;
         if (r->api) {
             fm_route(r, url);
@@ -2004,9 +2514,11 @@ static enum MHD_Result fm_handler(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
-    r->responded = true;
+    /* The body is complete; in event mode this is also where MHD comes back
+     * after a pause (fm_api knows the step). */
+    r->paused = false;
     enum MHD_Result ret = r->api ? fm_api(r, c, url, method) : fm_introspect(r, c, url, method);
-    if (cfg.verbose)
+    if (cfg.verbose && !r->paused)
         fm_log("%s %s%s", method, url, ret == MHD_YES ? "" : " (closed without response)");
     return ret;
 }
@@ -2023,6 +2535,8 @@ static void fm_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->api)
         atomic_fetch_sub(&st.in_flight, 1);
     free(r->body.p);
+    json_decref(r->req);
+    free(r->user.p);
     free(r);
     *con_cls = NULL;
 }
@@ -2047,6 +2561,9 @@ static void fm_usage(FILE *f)
           "  --max-connections N  concurrent connection limit (default 4096)\n"
           "  --idle-timeout S     close idle keep-alive connections after S s (default 120, 0 = "
           "never)\n"
+          "  --thread-per-connection  one thread per connection that sleeps through latency\n"
+          "                       and hangs (default: one event-loop thread plus a timer thread)\n"
+          "  --slow-json          build every answer with jansson (checks the chat fast path)\n"
           "  --quiet              print nothing but errors in the arguments\n"
           "  --verbose            log every request (never headers, never the key)\n",
           f);
@@ -2104,6 +2621,8 @@ static int fm_parse_args(int argc, char **argv)
         O_SEED,
         O_MAXC,
         O_IDLE,
+        O_THREADS,
+        O_SLOW_JSON,
         O_QUIET,
         O_VERBOSE,
         O_HELP
@@ -2121,6 +2640,8 @@ static int fm_parse_args(int argc, char **argv)
         {"seed", required_argument, NULL, O_SEED},
         {"max-connections", required_argument, NULL, O_MAXC},
         {"idle-timeout", required_argument, NULL, O_IDLE},
+        {"thread-per-connection", no_argument, NULL, O_THREADS},
+        {"slow-json", no_argument, NULL, O_SLOW_JSON},
         {"quiet", no_argument, NULL, O_QUIET},
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"help", no_argument, NULL, O_HELP},
@@ -2193,6 +2714,12 @@ static int fm_parse_args(int argc, char **argv)
             if (!fm_arg_long(optarg, 0, 86400, &v))
                 goto bad;
             cfg.idle_timeout = (unsigned)v;
+            break;
+        case O_THREADS:
+            cfg.thread_per_conn = true;
+            break;
+        case O_SLOW_JSON:
+            cfg.slow_json = true;
             break;
         case O_QUIET:
             cfg.quiet = true;
@@ -2274,8 +2801,10 @@ int main(int argc, char **argv)
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_TURBO;
+    unsigned flags = cfg.thread_per_conn ? MHD_USE_THREAD_PER_CONNECTION |
+                                               MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL
+                                         : MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    flags |= MHD_USE_TURBO;
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, cfg.host, &s4->sin_addr) == 1) {
@@ -2291,22 +2820,31 @@ int main(int argc, char **argv)
     }
     if (cfg.verbose)
         flags |= MHD_USE_ERROR_LOG;
+    if (!cfg.thread_per_conn && !fm_waker_start()) {
+        perror("inferq-fake-model: timer thread");
+        return 1;
+    }
 
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)cfg.port, NULL, NULL, fm_handler, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, fm_completed, NULL,
         MHD_OPTION_CONNECTION_LIMIT, cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, cfg.idle_timeout,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(cfg.thread_per_conn ? 32u * 1024u : FM_CONN_MEMORY), MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "inferq-fake-model: cannot listen on %s port %u\n", cfg.host, cfg.port);
+        fm_stop_pauses();
+        fm_waker_free();
         return 1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned port = di ? di->port : cfg.port;
     if (cfg.port_file && fm_write_port_file(cfg.port_file, port) != 0) {
         fprintf(stderr, "inferq-fake-model: cannot write the port file\n");
+        fm_stop_pauses();
         MHD_stop_daemon(d);
+        fm_waker_free();
         return 1;
     }
     fm_log("listening on %s port %u (auth %s, %zu models, latency %ld ms, fail-rate %g)", cfg.host,
@@ -2317,11 +2855,9 @@ int main(int argc, char **argv)
         ;
     fm_log("signal %d, stopping", sig);
     /* Wake every latency wait and hang, then join the connection threads. */
-    ssize_t w;
-    do
-        w = write(stop_pipe[1], "x", 1);
-    while (w < 0 && errno == EINTR);
+    fm_stop_pauses();
     MHD_stop_daemon(d);
+    fm_waker_free();
     if (cfg.port_file)
         unlink(cfg.port_file);
     for (size_t i = 0; i < cfg.n_models; i++)

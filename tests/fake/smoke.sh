@@ -2,11 +2,17 @@
 # smoke.sh - drives every behaviour of inferq-fake-model over loopback with
 # curl and jq, and exits non-zero on the first run with any mismatch.
 #
-# usage: tests/fake/smoke.sh [path/to/inferq-fake-model]
+# usage: tests/fake/smoke.sh [path/to/inferq-fake-model [FLAG...]]
+# FLAGs are added to every server it starts, e.g. --thread-per-connection to
+# check the other connection mode.
 # Needs: curl, jq. Starts its own servers on free ports; leaves nothing behind.
 set -u
 
 BIN=${1:-${INFERQ_FAKE_MODEL:-build/bin/inferq-fake-model}}
+shift $(($# > 0 ? 1 : 0))
+FAKE_FLAGS=("$@")
+THREADED=0
+for f in "${FAKE_FLAGS[@]}"; do [ "$f" = --thread-per-connection ] && THREADED=1; done
 if [ ! -x "$BIN" ]; then
     echo "smoke.sh: $BIN is not an executable (pass the path as \$1)" >&2
     exit 2
@@ -38,7 +44,7 @@ fcmp() { awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"; }
 # start NAME ARGS... : starts a server, waits for its port file, sets URL_NAME and PID_NAME.
 start() {
     local name=$1; shift
-    "$BIN" --port 0 --port-file "$WORK/$name.port" "$@" 2>"$WORK/$name.log" &
+    "$BIN" --port 0 --port-file "$WORK/$name.port" "$@" "${FAKE_FLAGS[@]}" 2>"$WORK/$name.log" &
     local pid=$!
     PIDS+=("$pid")
     for _ in $(seq 100); do
@@ -77,6 +83,17 @@ header() { tr -d '\r' <"$WORK/hdr" | awk -v h="$(echo "$1" | tr A-Z a-z)" \
 chat() { jq -nc --arg c "$1" --arg m "${2:-fake-chat}" '{model:$m,messages:[{role:"user",content:$c}]}'; }
 # cpu_ticks PID -> utime+stime of a process in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# stat_until URL JQ_FILTER WANT [SECONDS]: polls /_fake/stats until the filter
+# gives WANT (default deadline 5 s); prints the last value.
+stat_until() {
+    local v="" end=$((SECONDS + ${4:-5}))
+    while :; do
+        v=$(curl -s "$1/_fake/stats" | jq -r "$2")
+        [ "$v" = "$3" ] || [ "$SECONDS" -ge "$end" ] && break
+        sleep 0.05
+    done
+    echo "$v"
+}
 
 echo "== server A: defaults with --models alpha,beta"
 start A --models alpha,beta
@@ -173,6 +190,31 @@ sleep 0.2
 req GET "$A/_fake/stats"
 expect "hang: released when the client gave up (in_flight 0)" "$(body .in_flight)" 0
 
+# Many slow requests at once: each waits on its own, none waits for another.
+START=$(date +%s%N)
+CODES=$(curl -s -Z --parallel-immediate --parallel-max 200 -o /dev/null -w '%{http_code}\n' \
+    -H 'Content-Type: application/json' -d "$(chat '[[fake:latency=500]]')" \
+    "$A/v1/chat/completions?i=[1-200]" 2>/dev/null | sort | uniq -c | awk '{print $2 "x" $1}')
+ELAPSED_MS=$((($(date +%s%N) - START) / 1000000))
+expect "200 parallel requests with latency=500: all 200" "$CODES" "200x200"
+expect_true "200 parallel latency=500 requests overlap (${ELAPSED_MS} ms)" [ "$ELAPSED_MS" -lt 5000 ]
+req GET "$A/_fake/stats"
+expect_true "200 parallel requests: max_in_flight $(body .max_in_flight) >= 100" [ "$(body .max_in_flight)" -ge 100 ]
+
+# A hang whose client pipelined a second request and then closed: the server
+# sees the close behind the unread bytes and releases it at once. (The
+# --thread-per-connection mode only peeks at the socket and cannot.)
+if [ "$THREADED" = 0 ]; then
+    HB=$(chat '[[fake:hang]]')
+    HUNG0=$(curl -s "$A/_fake/stats" | jq .hung)
+    exec 3<>"/dev/tcp/127.0.0.1/${A##*:}"
+    printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%sGET /v1/models HTTP/1.1\r\nHost: a\r\n\r\n' \
+        "${#HB}" "$HB" >&3
+    expect "pipelined hang: held" "$(stat_until "$A" "[.hung - $HUNG0, .in_flight] | @text" "[1,1]")" "[1,1]"
+    exec 3>&- 3<&-
+    expect "pipelined hang: released when the client closed (in_flight 0)" "$(stat_until "$A" .in_flight 0)" 0
+fi
+
 req POST "$A/v1/chat/completions" "$(chat '[[fake:drop]]')"
 expect "drop: empty reply (curl exit 52)" "$RC" 52
 req POST "$A/v1/chat/completions" "$(chat '[[fake:malformed]]')"
@@ -222,6 +264,20 @@ expect "chunked body over 16 MiB: 413" "$CODE" 413
 
 req POST "$A/openai/deployments/dep-1/chat/completions?api-version=2024-06-01" "$(jq -nc '{messages:[{role:"user",content:"az"}]}')"
 expect "Azure path: model from deployment" "$CODE $(body .model) $(body '.choices[0].message.content')" "200 dep-1 echo: az"
+
+# Chat answers are written without jansson (fm_chat_json); --slow-json builds
+# them with jansson as before: the bytes must be the same, ids and times aside.
+start E --slow-json --quiet
+same_bytes() { sed -E 's/"id":"chatcmpl-[0-9a-f]{16}"/"id":"X"/; s/"created":[0-9]+/"created":0/' "$WORK/body"; }
+for body in "$(chat 'q" b\\ s/ é 中 😀 \u2028 '"$(printf '\001\037\b\f\n\r\t\177')")" \
+    "$(chat 'x [[fake:malformed]] é' 'mo"del/é')" '{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"text","text":"a\u0001"},{"type":"text","text":"\ud83d\ude00"}]}]}'; do
+    req POST "$A/v1/chat/completions" "$body"
+    FAST="$CODE $(same_bytes)"
+    req POST "$URL_E/v1/chat/completions" "$body"
+    expect "chat answer without jansson = with jansson ($(printf %.24s "$body"))" "$FAST" "$CODE $(same_bytes)"
+done
+kill -TERM "$PID_E"
+wait "$PID_E"
 
 echo "== server A: provider dialects (Anthropic, Gemini, Bedrock)"
 # The request bodies are the ones the gateway's adapters build (the unit
