@@ -522,7 +522,6 @@ static void finish_result(worker_t *w, job_t *j, json_t *res, const char *state)
     set_out_topic(j, reply ? reply : w->cfg->topic_replies);
     ifq_wreq_finish(j->obs, w->producer, j->routed, res, state,
                     reply ? reply : w->cfg->topic_replies, j->model_ms);
-    j->obs = NULL;
     j->out = ifq_json_dump(res, &j->out_len);
     json_decref(res);
     job_release_routed(j);
@@ -680,7 +679,6 @@ static int failover(worker_t *w, job_t *j)
     set_out_topic(j, topic);
     ifq_wreq_failover(j->obs, w->producer, j->routed, next->name, topic, j->traceparent,
                       sizeof(j->traceparent));
-    j->obs = NULL;
     j->out = ifq_json_dump(j->routed, &j->out_len);
     j->final_state = NULL;
     atomic_fetch_add(&w->n_failover, 1);
@@ -1215,6 +1213,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         const char *kv[] = {"deployment", j->dep ? j->dep->name : ""};
         ifq_state_queue(w->state, j->custom_id, j->id, j->final_state, kv, 2);
     }
+    /* The hop's spans go now, not beside the result (worker_obs.h). */
+    ifq_wreq_send(j->obs, w->producer);
+    j->obs = NULL;
     job_done(w, j);
 }
 

@@ -489,9 +489,7 @@ void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const 
             ifq_span_status(r->req, IFQ_STATUS_OK, NULL);
         }
         ifq_span_end(r->req, now);
-        produce_spans(r, rk);
     }
-    ifq_wreq_destroy(r);
 }
 
 void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char *next_deployment,
@@ -521,7 +519,13 @@ void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char
         ifq_tracectx_format(&next, tp);
         snprintf(traceparent, size, "%s", tp);
         json_object_set_new(json_object_get(routed, "inferq"), "traceparent", json_string(tp));
-        produce_spans(r, rk);
     }
+}
+
+void ifq_wreq_send(ifq_wreq_t *r, rd_kafka_t *rk)
+{
+    if (!r)
+        return;
+    produce_spans(r, rk);
     ifq_wreq_destroy(r);
 }

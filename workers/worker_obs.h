@@ -64,18 +64,24 @@ void ifq_wreq_guard(ifq_wreq_t *r, int64_t start_ns, const json_t *findings, int
 /* The request leaves this worker: the result res (borrowed; its inferq
  * object says status, usage, cost, error) goes to reply_topic. routed is
  * the routed message (borrowed for the call). Records the
- * metrics, ends and produces the spans (on rk, without waiting), and, when
- * the team logs requests, writes the request (as routed: redacted by the
- * input guardrails) and the result (after the output guardrails) to the logs
- * topic. Frees r. */
+ * metrics, ends the spans, and, when the team logs requests, writes the
+ * request (as routed: redacted by the input guardrails) and the result
+ * (after the output guardrails) to the logs topic. The spans are produced
+ * by ifq_wreq_send once the result is delivered: the hop's trace message
+ * then does not sit in the producer beside its result (at thousands of
+ * results at once, that was 2-3 KB of memory per request in flight). */
 void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
                      const char *state, const char *reply_topic, int64_t model_ms);
 /* The request moves to the next deployment of its chain (next_topic).
  * Writes a new traceparent (this hop's hand-off span as the parent of the
- * next hop) into traceparent (size bytes) and into routed.inferq, produces
- * this hop's spans, counts the failover, frees r. */
+ * next hop) into traceparent (size bytes) and into routed.inferq, ends
+ * this hop's spans (ifq_wreq_send produces them), counts the failover. */
 void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char *next_deployment,
                        const char *next_topic, char *traceparent, size_t size);
+/* After ifq_wreq_finish or ifq_wreq_failover, once the result or hand-off
+ * is delivered: produces the hop's spans on rk (without waiting) and frees
+ * r. NULL is a no-op; ifq_wreq_destroy instead drops the spans. */
+void ifq_wreq_send(ifq_wreq_t *r, rd_kafka_t *rk);
 
 /* The msg_opaque of the span and log messages; the worker's delivery
  * callback ignores reports that carry it. */

@@ -235,6 +235,8 @@ def main():
     ap.add_argument("--inflight", type=int, default=2000,
                     help="worker.max_inflight and the deployment's max_inflight")
     ap.add_argument("--latency-ms", type=int, default=200, help="the fake model's latency")
+    ap.add_argument("--no-trace", dest="trace", action="store_false",
+                    help="trace.enabled: false (spans are on by default, as in the product)")
     ap.add_argument("--threads", type=int, default=1,
                     help="worker.threads: event loops in the worker process (default 1)")
     ap.add_argument("--partitions", type=int, default=4)
@@ -265,7 +267,8 @@ def main():
                  aliases={"chat-default": ["bench"]},
                  worker={"max_inflight": args.inflight, "threads": args.threads},
                  partitions=args.partitions,
-                 kafka_properties=kafka_props)
+                 kafka_properties=kafka_props,
+                 extra={} if args.trace else {"trace": {"enabled": False}})
     runs = []
     try:
         gw.start_broker()
@@ -307,6 +310,7 @@ def main():
         "inflight": args.inflight,
         "latency_ms": args.latency_ms,
         "threads": args.threads,
+        "trace": args.trace,
         "ideal_rps": args.inflight * 1000.0 / args.latency_ms,
         "partitions": args.partitions,
         "kafka_properties": kafka_props,
