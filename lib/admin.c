@@ -95,8 +95,11 @@ ifq_admin_t *ifq_admin_start(int port, const ifq_admin_handlers_t *h, char *errs
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* A thread per connection (at most ADMIN_MAX_CONNECTIONS): a slow
      * route (the dashboard reading a trace from Kafka) must not hold up
-     * /readyz or /metrics. */
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+     * /readyz or /metrics. poll(), not select(): a worker with a thousand
+     * HTTP calls in flight hands out descriptors above FD_SETSIZE (1024),
+     * and select-based libmicrohttpd closes such a connection at once, so
+     * the probes of a busy worker failed. */
+    a->d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION,
                             (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
                             MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)ADMIN_MAX_CONNECTIONS, MHD_OPTION_END);

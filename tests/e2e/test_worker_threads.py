@@ -6,6 +6,8 @@ A worker with several event loops (worker.threads: 2) behaves as one worker:
   than 20 calls at the fake at once means both ran, and never more than 40.
   Every request is answered exactly once; each loop reports its in-flight
   count to Redis under its own id; SIGTERM drains both and exits 0.
+- The admin endpoint of a worker with 1,100 calls in flight (descriptors
+  past FD_SETSIZE) still answers /readyz and /metrics.
 - The circuit breaker of a deployment is the process's, not a loop's: with
   a threshold of 3 consecutive 503s and one call at a time per loop, the
   circuit opens after the third failure whichever loop saw it, so the fake
@@ -117,3 +119,38 @@ def test_one_circuit_breaker_for_all_loops(gw_sick, fake):
         assert calls is not None and 3 <= calls <= 4, fake.stats()["by_key"].get(tag)
     finally:
         assert w.stop(30) == 0, w.tail()
+
+
+@pytest.fixture(scope="module")
+def gw_busy(make_gateway, fake):
+    return make_gateway(
+        deployments={"busy-chat": deployment(fake.base_url, "fake-chat", max_inflight=1100)},
+        aliases={"chat-default": ["busy-chat"]},
+        worker={"max_inflight": 1100, "shutdown_grace_ms": 30000})
+
+
+def test_admin_answers_with_over_a_thousand_calls_in_flight(gw_busy, fake):
+    """With 1,100 HTTP calls open, the worker's descriptors run past
+    FD_SETSIZE (1024): /readyz and /metrics must still answer (a
+    select()-based admin server closed those connections at once)."""
+    tag = unique("busy-")
+    ids = [f"{tag}-{i:04d}" for i in range(1100)]
+    replies = ReplyCollector(gw_busy.env.bootstrap, gw_busy.replies, watch=gw_busy)
+    fake.reset()
+    w = gw_busy.start_worker()
+    try:
+        p = Produce(gw_busy.env.bootstrap)
+        for cid in ids:
+            p.send(gw_busy.requests, chat(cid, f"[[fake:latency=8000]] {cid}"), key=cid)
+        p.flush()
+        wait_until(lambda: fake.stats()["in_flight"] >= 1050, 90,
+                   "1,050 calls in flight at the model", 0.05)
+        port = admin_port(gw_busy, w)
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert status == 200, (status, body)
+        assert metric(port, "inferq_worker_inflight") >= 1050
+        res = replies.results(ids, timeout=180)
+        assert all(r["inferq"]["status"] == "succeeded" for r in res.values())
+    finally:
+        replies.close()
+        assert w.stop(60) == 0, w.tail()
