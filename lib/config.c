@@ -902,18 +902,12 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     cfg->routing_auto = routing ? json_object_get(routing, "auto") : NULL;
 
     json_t *worker = get_section(&v, root, "worker");
-    static const char *const wkeys[] = {"admin_port",
-                                        "group_id_prefix",
-                                        "deployments",
-                                        "max_inflight",
-                                        "threads",
-                                        "max_attempts",
-                                        "backoff_base_ms",
-                                        "backoff_max_ms",
-                                        "shutdown_grace_ms",
-                                        "circuit_failure_threshold",
-                                        "circuit_open_ms",
-                                        NULL};
+    static const char *const wkeys[] = {"admin_port",        "group_id_prefix",
+                                        "deployments",       "max_inflight",
+                                        "threads",           "max_attempts",
+                                        "backoff_base_ms",   "backoff_max_ms",
+                                        "shutdown_grace_ms", "circuit_failure_threshold",
+                                        "circuit_open_ms",   NULL};
     if (worker)
         check_keys(&v, worker, "worker", wkeys);
     cfg->worker_admin_port = get_int(&v, worker, "worker", "admin_port", 0, 0, 65535);

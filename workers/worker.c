@@ -208,7 +208,7 @@ typedef struct proc {
     int nloops;
     atomic_int fatal; /* a loop failed: all of them drain and the process exits 1 */
     pthread_mutex_t circ_mu;
-    circuit_t *circuits;     /* one per cfg->deployments entry */
+    circuit_t *circuits;      /* one per cfg->deployments entry */
     atomic_int *dep_inflight; /* calls in flight per deployment, all loops */
 } proc_t;
 
@@ -991,7 +991,8 @@ static void circuit_publish(worker_t *w, consumer_t *c)
     ifq_state_queue_cmd(w->state, (int)IFQ_ARRAY_LEN(hset), hset);
     const char *exp[] = {"EXPIRE", key, "86400"};
     ifq_state_queue_cmd(w->state, 3, exp);
-    ifq_wobs_circuit(w->obs, c->dep->name, (int)c->circuit->state, c->circuit->state == CIRCUIT_OPEN);
+    ifq_wobs_circuit(w->obs, c->dep->name, (int)c->circuit->state,
+                     c->circuit->state == CIRCUIT_OPEN);
     ifq_log_fields(IFQ_LOG_WARN, "circuit_changed",
                    json_pack("{ss ss si}", "deployment", c->dep->name, "state",
                              circuit_names[c->circuit->state], "failures", c->circuit->failures),
@@ -1101,11 +1102,11 @@ static void circuit_refresh(worker_t *w)
         int state = (int)c->circuit->state;
         pthread_mutex_unlock(&w->proc->circ_mu);
         if (a != CIRCUIT_ADOPT_NONE)
-            ifq_log_fields(IFQ_LOG_WARN, "circuit_adopted",
-                           json_pack("{ss ss}", "deployment", c->dep->name, "state",
-                                     circuit_names[state]),
-                           "circuit of %s is %s, as published by another worker", c->dep->name,
-                           circuit_names[state]);
+            ifq_log_fields(
+                IFQ_LOG_WARN, "circuit_adopted",
+                json_pack("{ss ss}", "deployment", c->dep->name, "state", circuit_names[state]),
+                "circuit of %s is %s, as published by another worker", c->dep->name,
+                circuit_names[state]);
     }
 }
 
@@ -1581,7 +1582,7 @@ static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nser
         c->w = w;
         c->circuit = &p->circuits[served[i] - w->cfg->deployments];
         int cap = c->dep->max_inflight < w->cfg->worker_max_inflight ? c->dep->max_inflight
-                                                                      : w->cfg->worker_max_inflight;
+                                                                     : w->cfg->worker_max_inflight;
         c->cap = loop_share(cap, p->nloops);
     }
     fcntl(w->wake[0], F_SETFL, O_NONBLOCK);
@@ -1690,8 +1691,8 @@ static int loop_run(worker_t *w)
             ifq_info("draining", "%d request(s) in flight; grace %d ms", w->njobs,
                      w->cfg->shutdown_grace_ms);
         }
-        if (w->draining && (w->njobs == 0 ||
-                            now_ms_since(drain_started) > w->cfg->shutdown_grace_ms || w->fatal))
+        if (w->draining &&
+            (w->njobs == 0 || now_ms_since(drain_started) > w->cfg->shutdown_grace_ms || w->fatal))
             break;
         if (w->fatal) {
             rc = 1;
