@@ -201,6 +201,7 @@ typedef struct worker {
  * whichever loop saw them and a half-open circuit lets one probe through
  * for the whole process. */
 typedef struct proc {
+    char instance[128]; /* "<host>-<pid>": metrics instance, in-flight report id */
     ifq_config_t *cfg;
     ifq_guard_t *guard;
     ifq_wobs_t *obs;
@@ -1555,14 +1556,12 @@ static int loop_share(int cap, int nloops)
 static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nserved)
 {
     char errstr[512];
-    char host[128] = "host";
-    gethostname(host, sizeof(host) - 1);
     /* Each loop reports its own in-flight counts under its own id (readers
      * sum them); the first keeps the process's plain id. */
     if (w->index == 0)
-        snprintf(w->worker_id, sizeof(w->worker_id), "%s-%d", host, (int)getpid());
+        snprintf(w->worker_id, sizeof(w->worker_id), "%s", p->instance);
     else
-        snprintf(w->worker_id, sizeof(w->worker_id), "%s-%d.%d", host, (int)getpid(), w->index);
+        snprintf(w->worker_id, sizeof(w->worker_id), "%s.%d", p->instance, w->index);
     w->proc = p;
     w->cfg = p->cfg;
     w->guard = p->guard;
@@ -1857,10 +1856,10 @@ int main(int argc, char **argv)
         ifq_config_destroy(p.cfg);
         return 2;
     }
-    char instance[160], host[128] = "host";
+    char host[100] = "host";
     gethostname(host, sizeof(host) - 1);
-    snprintf(instance, sizeof(instance), "%s-%d", host, (int)getpid());
-    p.obs = ifq_wobs_new(p.cfg, instance);
+    snprintf(p.instance, sizeof(p.instance), "%s-%d", host, (int)getpid());
+    p.obs = ifq_wobs_new(p.cfg, p.instance);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);

@@ -184,6 +184,7 @@ class Proc:
         self.log = log
         self.group = group  # the test module that owns it (for log tails)
         self.exit_code: int | None = None  # set once reaped
+        self.admin_port: int | None = None  # set by Gateway for the broker and workers
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._logf = open(log, "ab")
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._logf,
@@ -399,6 +400,7 @@ class Gateway:
             cfg = self.write_config(name, **kw)
             proc = Proc(name, [self.env.bin(binary), "--config", str(cfg), *extra_args],
                         self.workdir / f"{name}.log", self.env.child_env(), self.group)
+            proc.admin_port = port
             try:
                 wait_ready(proc, port, ready_timeout)
                 return proc

@@ -141,13 +141,8 @@ def test_reply_topic_must_be_allowed_for_the_team(gw):
     assert res["error"]["code"] == "reply_topic_not_allowed", describe(res)
 
 
-def admin_port(gw, proc):
-    cfg = json.loads((gw.workdir / f"{proc.name}.yaml").read_text())
-    return cfg["broker"]["admin_port"]
-
-
 def metrics(gw, proc):
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port(gw, proc)}/metrics",
+    with urllib.request.urlopen(f"http://127.0.0.1:{proc.admin_port}/metrics",
                                 timeout=5) as r:
         out = {}
         for line in r.read().decode().splitlines():
@@ -250,7 +245,7 @@ def test_open_circuit_routes_around_a_dead_deployment(gw):
 
 
 def test_models_endpoint_lists_what_a_team_may_use(gw):
-    port = admin_port(gw, gw.broker)
+    port = gw.broker.admin_port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models?team=search", timeout=5) as r:
         body = json.loads(r.read())
     ids = {m["id"] for m in body["data"]}

@@ -131,8 +131,7 @@ def gw(make_gateway, stack_env):
 
 @pytest.fixture(scope="module")
 def admin(gw):
-    cfg = json.loads((gw.workdir / f"{gw.broker.name}.yaml").read_text())
-    return f"http://127.0.0.1:{cfg['broker']['admin_port']}"
+    return f"http://127.0.0.1:{gw.broker.admin_port}"
 
 
 @pytest.fixture(scope="module")

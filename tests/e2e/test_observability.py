@@ -60,10 +60,6 @@ def metric(ms: dict, name: str, **labels) -> float:
     return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
 
 
-def admin_port(gw, proc, section):
-    return json.loads((gw.workdir / f"{proc.name}.yaml").read_text())[section]["admin_port"]
-
-
 def attrs(span) -> dict:
     out = {}
     for a in span.get("attributes", []):
@@ -172,8 +168,8 @@ def gw(stack_env, workdir, fakes):
 
 @pytest.fixture(scope="module")
 def run(gw, fakes):
-    bport = admin_port(gw, gw.broker, "broker")
-    wport = admin_port(gw, gw.workers[0], "worker")
+    bport = gw.broker.admin_port
+    wport = gw.workers[0].admin_port
     before = {"broker": metrics(bport), "worker": metrics(wport)}
     replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
     traces = TopicReader(gw.env.bootstrap, gw.topic("traces"), watch=gw)

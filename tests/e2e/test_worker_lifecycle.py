@@ -246,7 +246,7 @@ def test_redelivered_answered_request_is_not_sent_again(gw, fake):
 
         # the worker consumed it (its duplicates_skipped counter says so) ...
         w = gw.workers[-1]
-        port = _json.loads(open(w.argv[w.argv.index("--config") + 1]).read())["worker"]["admin_port"]
+        port = w.admin_port
 
         def skipped():
             status, body = http_get(f"http://127.0.0.1:{port}/metrics")

@@ -15,7 +15,6 @@ A worker with several event loops (worker.threads: 2) behaves as one worker:
   breaker per loop would let each loop make 3 calls of its own (6) before
   the first refresh from Redis, one second later.
 """
-import json
 import socket
 
 import pytest
@@ -51,10 +50,6 @@ def gw_sick(make_gateway, fake):
                 "shutdown_grace_ms": 1000})
 
 
-def admin_port(gw, proc):
-    return json.loads((gw.workdir / f"{proc.name}.yaml").read_text())["worker"]["admin_port"]
-
-
 def metric(port, name):
     status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     assert status == 200, body
@@ -64,6 +59,13 @@ def metric(port, name):
     return None
 
 
+def produce_chats(gw, ids, directives):
+    p = Produce(gw.env.bootstrap)
+    for cid in ids:
+        p.send(gw.requests, chat(cid, f"{directives} {cid}"), key=cid)
+    p.flush()
+
+
 def test_two_loops_share_the_work_and_the_cap(gw, fake):
     tag = unique("mt-")
     ids = [f"{tag}-{i:03d}" for i in range(200)]
@@ -71,10 +73,7 @@ def test_two_loops_share_the_work_and_the_cap(gw, fake):
     fake.reset()
     w = gw.start_worker()
     try:
-        p = Produce(gw.env.bootstrap)
-        for cid in ids:
-            p.send(gw.requests, chat(cid, f"[[fake:latency=150]] hello {cid}"), key=cid)
-        p.flush()
+        produce_chats(gw, ids, "[[fake:latency=150]] hello")
         res = replies.results(ids, timeout=120)
         bad = [describe(r) for r in res.values() if r["inferq"]["status"] != "succeeded"]
         assert not bad, bad[:3]
@@ -113,7 +112,7 @@ def test_one_circuit_breaker_for_all_loops(gw_sick, fake):
         # Both loops hold a request that waits for the circuit to half-open
         # (each loop has one slot): every call that was going to be made has
         # been made.
-        wait_until(lambda: metric(admin_port(gw_sick, w), "inferq_worker_inflight") == 2, 60,
+        wait_until(lambda: metric(w.admin_port, "inferq_worker_inflight") == 2, 60,
                    "both loops to hold a waiting request", 0.05)
         calls = fake.stats()["by_key"].get(tag)
         assert calls is not None and 3 <= calls <= 4, fake.stats()["by_key"].get(tag)
@@ -139,13 +138,10 @@ def test_admin_answers_with_over_a_thousand_calls_in_flight(gw_busy, fake):
     fake.reset()
     w = gw_busy.start_worker()
     try:
-        p = Produce(gw_busy.env.bootstrap)
-        for cid in ids:
-            p.send(gw_busy.requests, chat(cid, f"[[fake:latency=8000]] {cid}"), key=cid)
-        p.flush()
+        produce_chats(gw_busy, ids, "[[fake:latency=8000]]")
         wait_until(lambda: fake.stats()["in_flight"] >= 1050, 90,
                    "1,050 calls in flight at the model", 0.05)
-        port = admin_port(gw_busy, w)
+        port = w.admin_port
         status, body = http_get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert status == 200, (status, body)
         assert metric(port, "inferq_worker_inflight") >= 1050
