@@ -464,9 +464,16 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+static int transient_leader_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+           err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
 /* Assigns every partition of the reply topic at its high watermark. A topic
- * just created may take a moment to show its partitions: metadata is asked
- * again until the deadline. */
+ * just created may take a moment to show its partitions and to have their
+ * leaders: metadata and watermarks are asked again until the deadline. */
 static int assign_reply_topic(inferq_client_t *c, int timeout_ms, char *errstr, size_t errstr_size)
 {
     int64_t deadline = mono_ms() + timeout_ms;
@@ -497,9 +504,16 @@ static int assign_reply_topic(inferq_client_t *c, int timeout_ms, char *errstr, 
     for (int i = 0; i < n && !err; i++) {
         int32_t p = md->topics[0].partitions[i].id;
         int64_t lo = 0, hi = 0;
-        int left = (int)(deadline - mono_ms());
-        err = rd_kafka_query_watermark_offsets(c->consumer, c->reply_topic, p, &lo, &hi,
-                                               left > 1000 ? left : 1000);
+        for (;;) {
+            int left = (int)(deadline - mono_ms());
+            err = rd_kafka_query_watermark_offsets(c->consumer, c->reply_topic, p, &lo, &hi,
+                                                   left > 1000 ? left : 1000);
+            /* A partition just created can be in the metadata before its
+             * leader knows it leads it ("Not leader for partition"). */
+            if (!transient_leader_error(err) || mono_ms() >= deadline)
+                break;
+            sleep_ms(100);
+        }
         rd_kafka_topic_partition_list_add(l, c->reply_topic, p)->offset = hi;
     }
     rd_kafka_metadata_destroy(md);
