@@ -295,6 +295,43 @@ static void interleaved_attributes_stay_with_their_span(void **state)
     ifq_spans_destroy(b);
 }
 
+/* Keys the gateway uses are stored as a one-byte code, any other key as
+ * text: both read back as their text, in order, including keys that start
+ * with a byte at or above 0x80 (UTF-8) or that are a known key's prefix. */
+static void known_and_other_keys_read_back_the_same(void **state)
+{
+    (void)state;
+    ifq_spans_t *b = ifq_spans_new(TRACE, "c", NULL);
+    ifq_span_t *s = ifq_span_start(b, "s", IFQ_SPAN_INTERNAL, NULL, NULL, 1);
+    const char *keys[] = {"gen_ai.request.model", "\xc3\xa9t\xc3\xa9", "\xff\xfe",
+                          "gen_ai.request",       "inferq.deployment", "gen_ai.request.model.x",
+                          "server.port"};
+    size_t n = sizeof(keys) / sizeof(keys[0]);
+    for (size_t i = 0; i < n; i++)
+        ifq_span_int(s, keys[i], (int64_t)i);
+    json_t *doc = encode(b);
+    json_t *span = json_array_get(
+        json_object_get(
+            json_array_get(json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0),
+                                           "scopeSpans"),
+                           0),
+            "spans"),
+        0);
+    json_t *attrs = json_object_get(span, "attributes");
+    assert_int_equal(json_array_size(attrs), n + 1); /* custom_id first */
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(attrs, i + 1);
+        const char *want = keys[i][0] == '\xff' ? "??" : keys[i]; /* invalid UTF-8 becomes '?' */
+        assert_string_equal(json_string_value(json_object_get(a, "key")), want);
+        char num[8];
+        snprintf(num, sizeof(num), "%zu", i);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(a, "value"), "intValue")), num);
+    }
+    json_decref(doc);
+    ifq_spans_destroy(b);
+}
+
 /* A batch bigger than the encoder's stack buffer still encodes whole, and
  * long names and status messages are cut as documented. */
 static void a_large_batch_encodes_whole(void **state)
@@ -399,6 +436,7 @@ int main(void)
         cmocka_unit_test(strings_are_escaped_into_valid_json),
         cmocka_unit_test(a_full_batch_drops_and_counts),
         cmocka_unit_test(interleaved_attributes_stay_with_their_span),
+        cmocka_unit_test(known_and_other_keys_read_back_the_same),
         cmocka_unit_test(a_large_batch_encodes_whole),
         cmocka_unit_test(span_ids_are_distinct_hex),
         cmocka_unit_test(observability_config_keys),
