@@ -179,10 +179,18 @@ static void encodes_an_otlp_json_export_request(void **state)
     assert_int_equal(strlen(json_string_value(json_object_get(c, "spanId"))), 16);
     assert_string_equal(json_string_value(json_object_get(c, "name")), "chat gpt-4o");
     assert_int_equal(json_integer_value(json_object_get(c, "kind")), IFQ_SPAN_CLIENT);
-    assert_string_equal(
-        json_string_value(json_object_get(attr(c, "inferq.custom_id"), "stringValue")), "req-1");
-    assert_string_equal(
-        json_string_value(json_object_get(attr(c, "inferq.request_id"), "stringValue")), "ifq_abc");
+    /* The request's ids are on the batch's top spans (r's parent and o are
+     * not in the batch), not on their children (c). */
+    for (json_t *top = r; top; top = top == r ? o : NULL) {
+        assert_string_equal(
+            json_string_value(json_object_get(attr(top, "inferq.custom_id"), "stringValue")),
+            "req-1");
+        assert_string_equal(
+            json_string_value(json_object_get(attr(top, "inferq.request_id"), "stringValue")),
+            "ifq_abc");
+    }
+    assert_null(attr(c, "inferq.custom_id"));
+    assert_null(attr(c, "inferq.request_id"));
     assert_string_equal(
         json_string_value(json_object_get(attr(c, "gen_ai.usage.input_tokens"), "intValue")), "12");
     assert_true(json_real_value(
