@@ -902,12 +902,19 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
     cfg->routing_auto = routing ? json_object_get(routing, "auto") : NULL;
 
     json_t *worker = get_section(&v, root, "worker");
-    static const char *const wkeys[] = {"admin_port",        "group_id_prefix",
-                                        "deployments",       "max_inflight",
-                                        "threads",           "max_attempts",
-                                        "backoff_base_ms",   "backoff_max_ms",
-                                        "shutdown_grace_ms", "circuit_failure_threshold",
-                                        "circuit_open_ms",   NULL};
+    static const char *const wkeys[] = {"admin_port",
+                                        "group_id_prefix",
+                                        "deployments",
+                                        "max_inflight",
+                                        "threads",
+                                        "max_attempts",
+                                        "backoff_base_ms",
+                                        "backoff_max_ms",
+                                        "shutdown_grace_ms",
+                                        "circuit_failure_threshold",
+                                        "circuit_open_ms",
+                                        "max_undelivered",
+                                        NULL};
     if (worker)
         check_keys(&v, worker, "worker", wkeys);
     cfg->worker_admin_port = get_int(&v, worker, "worker", "admin_port", 0, 0, 65535);
@@ -917,6 +924,7 @@ ifq_config_t *ifq_config_parse(const char *text, size_t len, char *errstr, size_
         verr(&v, "worker.deployments: must be a list of deployment names (or [\"*\"])");
     cfg->worker_max_inflight = get_int(&v, worker, "worker", "max_inflight", 512, 1, 100000);
     cfg->worker_threads = get_int(&v, worker, "worker", "threads", 1, 1, 64);
+    cfg->worker_max_undelivered = get_int(&v, worker, "worker", "max_undelivered", 0, 0, 10000000);
     cfg->max_attempts = get_int(&v, worker, "worker", "max_attempts", 3, 1, 100);
     cfg->backoff_base_ms = get_int(&v, worker, "worker", "backoff_base_ms", 200, 0, 600000);
     cfg->backoff_max_ms = get_int(&v, worker, "worker", "backoff_max_ms", 10000, 0, 3600000);

@@ -106,7 +106,8 @@ typedef struct ifq_config {
     const char *worker_group_prefix;
     json_t *worker_deployments; /* array of names or "*" */
     int worker_max_inflight;
-    int worker_threads; /* event loops, each on its own thread */
+    int worker_threads;         /* event loops, each on its own thread */
+    int worker_max_undelivered; /* 0: worker_max_inflight */
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_ms;

@@ -167,7 +167,11 @@ typedef struct worker {
     struct proc *proc;
     int index; /* in proc->loops */
     int cap;   /* this loop's share of worker.max_inflight */
-    int rc;    /* exit code of the loop's thread */
+    /* This loop's share of worker.max_undelivered: while its producer holds
+     * that many messages Kafka has not acknowledged, it takes no request. */
+    int max_undelivered;
+    int backlogged; /* it is holding back for that reason */
+    int rc;         /* exit code of the loop's thread */
     ifq_config_t *cfg;
     consumer_t *cons;
     size_t ncons;
@@ -1325,13 +1329,39 @@ static void dead_letter(worker_t *w, job_t *j, const rd_kafka_message_t *m, cons
              why);
 }
 
+/* Whether Kafka is behind this loop's producer: results, spans and logs
+ * it has not acknowledged yet. The requests they belong to are finished as
+ * far as the model is concerned, so they no longer count against the
+ * in-flight caps, but each still holds memory here; without this bound a
+ * slow or stalled Kafka (a leader election, a full disk) would let the
+ * loop take ever more requests and hold ever more results. */
+static int producer_backlogged(worker_t *w)
+{
+    int queued = rd_kafka_outq_len(w->producer);
+    int backlogged = queued >= w->max_undelivered;
+    if (backlogged != w->backlogged) {
+        w->backlogged = backlogged;
+        if (backlogged)
+            ifq_warn("intake_paused",
+                     "%d message(s) wait for Kafka's acknowledgement (worker.max_undelivered "
+                     "share: %d); taking no new request until they are delivered",
+                     queued, w->max_undelivered);
+        else
+            ifq_info("intake_resumed", "%d message(s) wait for Kafka's acknowledgement", queued);
+        ifq_wobs_backlog(w->obs, backlogged);
+    }
+    return backlogged;
+}
+
 static void intake(worker_t *w, consumer_t *c)
 {
     enum { BATCH = 256 };
     job_t *batch[BATCH];
     int n = 0;
+    int backlogged = producer_backlogged(w);
     while (n < BATCH && !w->draining) {
-        int room = c->inflight + n < c->cap && atomic_load(&w->inflight_gauge) + n < w->cap;
+        int room =
+            !backlogged && c->inflight + n < c->cap && atomic_load(&w->inflight_gauge) + n < w->cap;
         /* Full: only the consumer's own queue (events; a message there was
          * consumed already and is taken even over the cap). */
         rd_kafka_message_t *m = room ? next_message(c) : rd_kafka_consume_queue(c->q, 0);
@@ -1572,6 +1602,9 @@ static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nser
     w->guard = p->guard;
     w->obs = p->obs;
     w->cap = loop_share(w->cfg->worker_max_inflight, p->nloops);
+    w->max_undelivered = loop_share(w->cfg->worker_max_undelivered ? w->cfg->worker_max_undelivered
+                                                                   : w->cfg->worker_max_inflight,
+                                    p->nloops);
     w->rng = (uint64_t)ifq_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL ^
              ((uint64_t)w->index << 16);
     w->wake[0] = w->wake[1] = -1;

@@ -22,7 +22,7 @@ struct ifq_wobs {
     struct {
         ifq_metric_t *requests, *attempts, *retries, *failovers, *circuit, *circuit_opened,
             *inflight, *queue_wait, *model_latency, *duration, *overhead, *tokens, *cost, *findings,
-            *lag, *duplicates, *spans, *logs;
+            *lag, *duplicates, *spans, *logs, *backlogged, *backlog_pauses;
     } m;
 };
 
@@ -103,6 +103,14 @@ ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance)
     o->m.duplicates = ifq_metrics_counter(
         r, "inferq_duplicates_skipped_by_deployment_total",
         "Redelivered requests already answered (not sent to the model again).", "deployment");
+    o->m.backlogged =
+        ifq_metrics_gauge(r, "inferq_worker_backlogged_loops",
+                          "Event loops taking no new request because Kafka has not acknowledged "
+                          "worker.max_undelivered of their messages.",
+                          NULL);
+    o->m.backlog_pauses = ifq_metrics_counter(
+        r, "inferq_worker_backlog_pauses_total",
+        "Times an event loop stopped taking requests because Kafka was behind.", NULL);
     o->m.spans = ifq_metrics_counter(r, "inferq_trace_messages_total",
                                      "OTLP span messages by result (produced, dropped).", "result");
     o->m.logs = ifq_metrics_counter(r, "inferq_request_logs_total",
@@ -129,6 +137,15 @@ void ifq_wobs_deployment(ifq_wobs_t *o, const char *deployment, int inflight, in
         return;
     ifq_gauge_set(o->m.inflight, (const char *[]){deployment}, inflight);
     ifq_gauge_set(o->m.circuit, (const char *[]){deployment}, circuit);
+}
+
+void ifq_wobs_backlog(ifq_wobs_t *o, int paused)
+{
+    if (!o)
+        return;
+    ifq_gauge_add(o->m.backlogged, NULL, paused ? 1 : -1);
+    if (paused)
+        ifq_counter_add(o->m.backlog_pauses, NULL, 1);
 }
 
 void ifq_wobs_circuit(ifq_wobs_t *o, const char *deployment, int state, int opened)

@@ -34,6 +34,9 @@ size_t ifq_wobs_render(ifq_wobs_t *o, char *buf, size_t size);
 void ifq_wobs_deployment(ifq_wobs_t *o, const char *deployment, int inflight, int circuit);
 void ifq_wobs_circuit(ifq_wobs_t *o, const char *deployment, int state, int opened);
 void ifq_wobs_lag(ifq_wobs_t *o, rd_kafka_t *consumer, const char *group, int reset);
+/* An event loop stopped (paused 1) or started again (0) taking requests
+ * because Kafka had not acknowledged worker.max_undelivered messages. */
+void ifq_wobs_backlog(ifq_wobs_t *o, int paused);
 /* A duplicate skipped by the idempotency check. */
 void ifq_wobs_duplicate(ifq_wobs_t *o, const char *deployment);
 

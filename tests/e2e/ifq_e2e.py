@@ -359,7 +359,9 @@ class Gateway:
     def dlq(self) -> str:
         return self.topic("dlq")
 
-    def config(self, broker_port: int = 0, worker_port: int = 0, worker: dict | None = None) -> dict:
+    def config(self, broker_port: int = 0, worker_port: int = 0, worker: dict | None = None,
+               kafka_properties: dict | None = None) -> dict:
+        """kafka_properties: more librdkafka properties for this program only."""
         w = dict(self.worker_cfg)
         w.update(worker or {})
         w["admin_port"] = worker_port
@@ -367,7 +369,8 @@ class Gateway:
         b["admin_port"] = broker_port
         return {
             "kafka": {"bootstrap_servers": self.env.bootstrap, "topic_prefix": self.prefix,
-                      "partitions": self.partitions, "properties": self.kafka_properties},
+                      "partitions": self.partitions,
+                      "properties": {**self.kafka_properties, **(kafka_properties or {})}},
             "redis": {"url": self.env.redis_url, "state_ttl_s": 3600},
             "broker": b,
             "worker": w,
@@ -390,14 +393,14 @@ class Gateway:
         return p
 
     def _start(self, kind: str, binary: str, extra_args=(), worker: dict | None = None,
-               ready_timeout: float = 90.0) -> Proc:
+               ready_timeout: float = 90.0, kafka_properties: dict | None = None) -> Proc:
         for attempt in range(3):
             self._n += 1
             port = free_port()
             name = f"{kind}{self._n}"
             kw = {"broker_port": port} if kind == "broker" else {"worker_port": port,
                                                                   "worker": worker}
-            cfg = self.write_config(name, **kw)
+            cfg = self.write_config(name, kafka_properties=kafka_properties, **kw)
             proc = Proc(name, [self.env.bin(binary), "--config", str(cfg), *extra_args],
                         self.workdir / f"{name}.log", self.env.child_env(), self.group)
             proc.admin_port = port
@@ -418,8 +421,9 @@ class Gateway:
         self.broker = self._start("broker", "inferq-broker")
         return self.broker
 
-    def start_worker(self, worker: dict | None = None) -> Proc:
-        w = self._start("worker", "inferq-worker", worker=worker)
+    def start_worker(self, worker: dict | None = None, kafka_properties: dict | None = None) -> Proc:
+        w = self._start("worker", "inferq-worker", worker=worker,
+                        kafka_properties=kafka_properties)
         self.workers.append(w)
         return w
 

@@ -47,6 +47,7 @@ static void parses_a_full_config(void **state)
     assert_string_equal(cfg->topic_dlq, "acme.dlq");
     assert_string_equal(cfg->topic_traces, "acme.traces");
     assert_string_equal(cfg->redis_url, "redis://r:6380/2");
+    assert_int_equal(cfg->worker_max_undelivered, 0); /* the worker uses max_inflight */
     assert_int_equal(cfg->n_deployments, 2);
     ifq_deployment_t *d = ifq_config_deployment(cfg, "llama-8b");
     assert_non_null(d);
