@@ -36,6 +36,10 @@
 #include "trace.h"
 
 #define TXN_ATTEMPTS 5
+/* linger.ms of the broker's producers unless kafka.properties sets it
+ * (the worker's is longer: workers/worker.c WORKER_LINGER_MS); the broker's
+ * own benchmarks were measured with it (tests/bench/README.md). */
+#define BROKER_LINGER_MS 2
 
 typedef struct {
     char tp[64];
@@ -1116,8 +1120,8 @@ int main(int argc, char **argv)
             snprintf(txn_id, sizeof(txn_id), "%s-%s-%s", b.cfg->broker_group, host,
                      instance ? instance : "0");
     }
-    b.producer =
-        ifq_kafka_producer_new(b.cfg, dr_cb, &b, txn_id[0] ? txn_id : NULL, errstr, sizeof(errstr));
+    b.producer = ifq_kafka_producer_new(b.cfg, dr_cb, &b, txn_id[0] ? txn_id : NULL,
+                                        BROKER_LINGER_MS, errstr, sizeof(errstr));
     if (!b.producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
         goto out;
@@ -1148,7 +1152,8 @@ int main(int argc, char **argv)
         }
     }
     if (b.transactions) {
-        b.side = ifq_kafka_producer_new(b.cfg, side_dr_cb, &b, NULL, errstr, sizeof(errstr));
+        b.side = ifq_kafka_producer_new(b.cfg, side_dr_cb, &b, NULL, BROKER_LINGER_MS, errstr,
+                                        sizeof(errstr));
         if (!b.side) {
             ifq_error("startup_failed", "producer: %s", errstr);
             goto out;

@@ -54,8 +54,8 @@ fail:
 
 rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
-                                   void *opaque, const char *transactional_id, char *errstr,
-                                   size_t errstr_size)
+                                   void *opaque, const char *transactional_id, int linger_ms,
+                                   char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = base_conf(cfg, errstr, errstr_size);
     if (!conf)
@@ -67,9 +67,11 @@ rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
     }
     /* Defaults first; an operator's kafka.properties were applied already
      * and must win, so only set what they did not. */
-    static const char *const defaults[][2] = {
+    char linger[16];
+    snprintf(linger, sizeof(linger), "%d", linger_ms);
+    const char *const defaults[][2] = {
         {"enable.idempotence", "true"},
-        {"linger.ms", "2"},
+        {"linger.ms", linger},
         {"compression.codec", "lz4"},
         {"message.max.bytes", "67108864"},
     };

@@ -9,14 +9,15 @@
 
 #include "config.h"
 
-/* A producer tuned for the gateway: idempotent, small linger, lz4.
+/* A producer tuned for the gateway: idempotent, lz4, lingering linger_ms
+ * before sending a batch (unless kafka.properties sets linger.ms).
  * Delivery reports go to dr_cb (may be NULL). opaque is the rd_kafka opaque.
  * transactional_id (may be NULL) makes it a transactional producer; the
  * caller then runs rd_kafka_init_transactions. */
 rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
-                                   void *opaque, const char *transactional_id, char *errstr,
-                                   size_t errstr_size);
+                                   void *opaque, const char *transactional_id, int linger_ms,
+                                   char *errstr, size_t errstr_size);
 
 /* A consumer in group_id with manual offset commits and offsets stored only
  * by the caller. Reads from the earliest offset when the group has none.
