@@ -833,10 +833,10 @@ static void start_attempt(worker_t *w, job_t *j)
     ifq_upstream_err_t uerr = {0};
     j->attempt++;
     json_t *routed = job_tree(j);
-    ifq_wreq_attempt_start(j->obs, j->dep, j->kind, routed, j->attempt);
+    ifq_wreq_attempt_start(j->obs, j->dep, j->kind, j->attempt);
     if (!prov ||
         prov->build(j->dep, j->kind, json_object_get(routed, "body"), key, &hr, &uerr) != IFQ_OK) {
-        ifq_wreq_attempt_end(j->obs, 0, NULL, "invalid_request", uerr.message);
+        ifq_wreq_attempt_end(j->obs, routed, 0, NULL, "invalid_request", uerr.message);
         add_attempt(j, attempt_record(j, 0, "invalid_request", uerr.message, 0));
         slot_release(j);
         if (failover(w, j) < 0)
@@ -972,7 +972,8 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     if (status == 0 && j->sends == 0)
         json_object_set_new(rec, "request_sent", json_false());
     add_attempt(j, rec);
-    ifq_wreq_attempt_end(j->obs, status, body, body ? NULL : uerr.type, body ? NULL : uerr.message);
+    ifq_wreq_attempt_end(j->obs, j->routed, status, body, body ? NULL : uerr.type,
+                         body ? NULL : uerr.message);
     circuit_record(w, j, body != NULL,
                    (status == 0 && !dropped) || status >= 500 ||
                        strcmp(uerr.type, "malformed_response") == 0);

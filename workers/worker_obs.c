@@ -26,14 +26,24 @@ struct ifq_wobs {
     } m;
 };
 
+/* A request's spans are recorded from the end of its first provider call
+ * on (ensure_spans): while it waits for the model, which is most of its
+ * life in the worker, it holds only the few figures below instead of a
+ * span batch (about 1 KB per request in flight). */
 struct ifq_wreq {
     ifq_wobs_t *o;
-    const ifq_deployment_t *dep; /* of this hop */
-    ifq_spans_t *sp;             /* NULL: not sampled */
-    ifq_span_t *req, *att;
+    const ifq_deployment_t *dep;     /* of the current attempt */
+    const ifq_deployment_t *hop_dep; /* the deployment this hop was routed to */
+    ifq_spans_t *sp;                 /* NULL: not sampled, or not recorded yet */
+    ifq_span_t *req;
     ifq_tracectx_t ctx;
-    int64_t picked_ns, att_start_ns;
-    char att_outcome[48];
+    int traced; /* sampled, spans not recorded yet */
+    int64_t enq_ns, picked_ns;
+    json_int_t hop;
+    /* the attempt under way, recorded as a span when it ends */
+    int64_t att_start_ns;
+    ifq_url_kind_t att_kind;
+    int att_no;
 };
 
 ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance)
@@ -204,13 +214,27 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
     /* The trace id is wanted in request logs even when no spans are kept. */
     if (ifq_tracectx_parse(traceparent, &r->ctx) < 0 || !o->cfg->trace_enabled || !r->ctx.sampled)
         return r;
+    r->traced = 1;
+    r->enq_ns = enq_ns;
+    r->hop_dep = dep;
+    r->hop = json_integer_value(json_object_get(json_object_get(routed, "inferq"), "hop"));
+    return r;
+}
+
+/* Records the hop's queue wait and its worker.request span (still open)
+ * the first time it is needed; routed is the routed message. */
+static void ensure_spans(ifq_wreq_t *r, const json_t *routed)
+{
+    if (!r->traced)
+        return;
+    r->traced = 0;
+    const ifq_deployment_t *dep = r->hop_dep;
     const char *cid = json_string_value(json_object_get(routed, "custom_id"));
     r->sp = ifq_spans_new(r->ctx.trace_id, cid ? cid : "", ext_str(routed, "id"));
-    json_int_t hop = json_integer_value(json_object_get(json_object_get(routed, "inferq"), "hop"));
     ifq_span_t *q =
-        ifq_span_start(r->sp, "queue.wait", IFQ_SPAN_INTERNAL, r->ctx.span_id, NULL, enq_ns);
+        ifq_span_start(r->sp, "queue.wait", IFQ_SPAN_INTERNAL, r->ctx.span_id, NULL, r->enq_ns);
     ifq_span_str(q, "inferq.deployment", dep->name);
-    ifq_span_int(q, "inferq.hop", hop);
+    ifq_span_int(q, "inferq.hop", r->hop);
     ifq_span_end(q, r->picked_ns);
     r->req = ifq_span_start(r->sp, "worker.request", IFQ_SPAN_CONSUMER, r->ctx.span_id, NULL,
                             r->picked_ns);
@@ -218,12 +242,11 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
     ifq_span_str(r->req, "messaging.operation.type", "process");
     ifq_span_str(r->req, "messaging.destination.name", dep->topic);
     ifq_span_str(r->req, "inferq.deployment", dep->name);
-    ifq_span_int(r->req, "inferq.hop", hop);
+    ifq_span_int(r->req, "inferq.hop", r->hop);
     if (*ext_str(routed, "team"))
         ifq_span_str(r->req, "inferq.team", ext_str(routed, "team"));
     ifq_span_str(r->req, "inferq.alias", ext_str(routed, "model_requested"));
-    ifq_span_int(r->req, "inferq.queue_wait_ms", (r->picked_ns - enq_ns) / 1000000);
-    return r;
+    ifq_span_int(r->req, "inferq.queue_wait_ms", (r->picked_ns - r->enq_ns) / 1000000);
 }
 
 void ifq_wreq_destroy(ifq_wreq_t *r)
@@ -274,22 +297,27 @@ static void server_attrs(ifq_span_t *s, const char *url)
 }
 
 void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_kind_t kind,
-                            const json_t *routed, int attempt)
+                            int attempt)
 {
     if (!r)
         return;
     r->att_start_ns = ifq_now_ns();
     r->dep = dep;
+    r->att_kind = kind;
+    r->att_no = attempt;
     if (attempt > 1)
         ifq_counter_add(r->o->m.retries, (const char *[]){dep->name}, 1);
-    if (!r->sp)
-        return;
+}
+
+/* The attempt's span, from what its start recorded and the routed message. */
+static ifq_span_t *attempt_span(ifq_wreq_t *r, const json_t *routed, int64_t start_ns)
+{
+    const ifq_deployment_t *dep = r->dep;
     char name[160];
-    const char *op = operation_name(kind);
+    const char *op = operation_name(r->att_kind);
     snprintf(name, sizeof(name), "%s %s", op, dep->model ? dep->model : dep->name);
-    ifq_span_t *s =
-        ifq_span_start(r->sp, name, IFQ_SPAN_CLIENT, ifq_span_id(r->req), NULL, r->att_start_ns);
-    r->att = s;
+    ifq_span_t *s = ifq_span_start(r->sp, name, IFQ_SPAN_CLIENT, ifq_span_id(r->req), NULL,
+                                   start_ns ? start_ns : ifq_now_ns());
     ifq_span_str(s, "gen_ai.operation.name", op);
     ifq_span_str(s, "gen_ai.provider.name", provider_name(dep->provider));
     ifq_span_str(s, "gen_ai.request.model", dep->model ? dep->model : dep->name);
@@ -304,28 +332,30 @@ void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_
         ifq_span_double(s, "gen_ai.request.temperature", json_number_value(temp));
     server_attrs(s, dep->base_url);
     ifq_span_str(s, "inferq.deployment", dep->name);
-    ifq_span_int(s, "inferq.attempt", attempt);
+    ifq_span_int(s, "inferq.attempt", r->att_no);
     if (*ext_str(routed, "team"))
         ifq_span_str(s, "inferq.team", ext_str(routed, "team"));
     ifq_span_str(s, "inferq.alias", ext_str(routed, "model_requested"));
+    return s;
 }
 
-void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
-                          const char *err_msg)
+void ifq_wreq_attempt_end(ifq_wreq_t *r, const json_t *routed, long status, const json_t *resp,
+                          const char *err_type, const char *err_msg)
 {
     if (!r || !r->dep)
         return;
     int64_t now = ifq_now_ns();
+    int64_t start = r->att_start_ns;
     const char *outcome = err_type ? err_type : "ok";
     ifq_counter_add(r->o->m.attempts, (const char *[]){r->dep->name, outcome}, 1);
-    if (r->att_start_ns)
+    if (start)
         ifq_histogram_observe(r->o->m.model_latency, (const char *[]){r->dep->name, outcome},
-                              (double)(now - r->att_start_ns) / 1e9);
+                              (double)(now - start) / 1e9);
     r->att_start_ns = 0;
-    ifq_span_t *s = r->att;
-    r->att = NULL;
-    if (!s)
+    ensure_spans(r, routed);
+    if (!r->sp)
         return;
+    ifq_span_t *s = attempt_span(r, routed, start);
     if (status)
         ifq_span_int(s, "http.response.status_code", status);
     const char *rm = json_string_value(json_object_get(resp, "model"));
@@ -479,6 +509,7 @@ void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const 
     if (cost > 0)
         ifq_counter_add(r->o->m.cost, (const char *[]){team, dep}, cost);
     log_request(r, rk, routed, res, state);
+    ensure_spans(r, routed);
     if (r->sp) {
         ifq_span_t *s = ifq_span_start(r->sp, "worker.reply", IFQ_SPAN_PRODUCER,
                                        ifq_span_id(r->req), NULL, now);
@@ -516,6 +547,7 @@ void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char
         return;
     const char *from = r->dep ? r->dep->name : "";
     ifq_counter_add(r->o->m.failovers, (const char *[]){from, next_deployment}, 1);
+    ensure_spans(r, routed);
     if (r->sp) {
         int64_t now = ifq_now_ns();
         ifq_span_t *s = ifq_span_start(r->sp, "worker.failover", IFQ_SPAN_PRODUCER,

@@ -51,14 +51,15 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
  * draining). NULL is a no-op. */
 void ifq_wreq_destroy(ifq_wreq_t *r);
 
-/* One provider call: started (routed = the routed message, borrowed for
- * the call: its body's max_tokens and temperature, its team and alias) and
- * ended (resp = the parsed answer or NULL;
- * status 0 when there was no HTTP response; err_type NULL on success). */
+/* One provider call: started and ended (routed = the routed message,
+ * borrowed for the call: its body's max_tokens and temperature, its team
+ * and alias; resp = the parsed answer or NULL; status 0 when there was no
+ * HTTP response; err_type NULL on success). The spans of a sampled request
+ * are recorded from the end of its first call on (see worker_obs.c). */
 void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_kind_t kind,
-                            const json_t *routed, int attempt);
-void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
-                          const char *err_msg);
+                            int attempt);
+void ifq_wreq_attempt_end(ifq_wreq_t *r, const json_t *routed, long status, const json_t *resp,
+                          const char *err_type, const char *err_msg);
 /* Output guardrails ran from start_ns to now with these findings (array of
  * finding objects, borrowed). */
 void ifq_wreq_guard(ifq_wreq_t *r, int64_t start_ns, const json_t *findings, int blocked,
