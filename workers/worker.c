@@ -55,6 +55,11 @@
  * results a second (tests/bench/README.md: 2 ms → 20 ms, two event loops,
  * 85% → 90% of the ideal throughput). */
 #define WORKER_LINGER_MS 20
+/* In-flight calls per libcurl multi handle, so per connection cache: libcurl
+ * walks a host's connections, busy ones included, to find a free one
+ * (curl_loop.h). With 2,000 on one multi that walk was a tenth of the
+ * worker's CPU (tests/bench/README.md). */
+#define HTTP_SHARD_CONNS 128
 #define MAX_PARTS 1024
 
 typedef enum { JOB_QUEUED, JOB_HTTP, JOB_WAIT_RETRY, JOB_PRODUCING } job_phase_t;
@@ -110,6 +115,7 @@ typedef struct job {
     char traceparent[56];
 
     CURL *easy;
+    int shard; /* 1 + the index in w->multis of the multi easy is in; 0: none */
     struct hdr_block *hdrs;
     char *req_body;
     char *resp;
@@ -230,7 +236,9 @@ typedef struct worker {
     rd_kafka_queue_t *mainq; /* the producer's, wakes the loop */
     ifq_state_t *state;
     ifq_guard_t *guard;
-    CURLM *multi;
+    CURLM **multis; /* HTTP_SHARD_CONNS connections each (curl_loop.h) */
+    int nmultis;
+    int *multi_load; /* transfers in each multi */
     ifq_curl_loop_t *loop;
     int wake[2];
     job_t *jobs; /* all live jobs */
@@ -440,6 +448,29 @@ static void job_link(worker_t *w, job_t *j)
     w->njobs++;
 }
 
+/* Adds the job's easy handle to the multi with the fewest transfers, so
+ * none holds more than its share of the loop's cap (its connection cache
+ * is sized for that share). */
+static void http_attach(worker_t *w, job_t *j)
+{
+    int best = 0;
+    for (int k = 1; k < w->nmultis; k++)
+        if (w->multi_load[k] < w->multi_load[best])
+            best = k;
+    w->multi_load[best]++;
+    j->shard = best + 1;
+    curl_multi_add_handle(w->multis[best], j->easy);
+}
+
+static void http_detach(worker_t *w, job_t *j)
+{
+    if (!j->shard)
+        return;
+    curl_multi_remove_handle(w->multis[j->shard - 1], j->easy);
+    w->multi_load[j->shard - 1]--;
+    j->shard = 0;
+}
+
 static void job_free(worker_t *w, job_t *j)
 {
     if (j->prev)
@@ -452,7 +483,7 @@ static void job_free(worker_t *w, job_t *j)
     ifq_timers_cancel(&w->timers, &j->timer);
     ifq_wreq_destroy(j->obs);
     if (j->easy) {
-        curl_multi_remove_handle(w->multi, j->easy); /* no-op when not added */
+        http_detach(w, j);
         easy_put(j->cons, j->easy);
     }
     hdrs_free(j);
@@ -911,7 +942,7 @@ static void start_attempt(worker_t *w, job_t *j)
     j->phase = JOB_HTTP;
     j->attempt_start_us = ifq_mono_us();
     atomic_fetch_add(&w->n_http, 1);
-    curl_multi_add_handle(w->multi, e);
+    http_attach(w, j);
     job_park(j);
 }
 
@@ -934,7 +965,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 {
     long status = 0;
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(w->multi, j->easy);
+    http_detach(w, j);
     job_tree(j);
     int64_t latency = (ifq_mono_us() - j->attempt_start_us) / 1000;
     j->model_ms += latency;
@@ -1521,14 +1552,16 @@ static void reap_http(worker_t *w)
 {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(w->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        job_t *j = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-        CURLcode cc = msg->data.result;
-        if (j)
-            on_http_done(w, j, cc);
+    for (int k = 0; k < w->nmultis; k++) {
+        while ((msg = curl_multi_info_read(w->multis[k], &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            job_t *j = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+            CURLcode cc = msg->data.result;
+            if (j)
+                on_http_done(w, j, cc);
+        }
     }
 }
 
@@ -1747,14 +1780,26 @@ static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nser
     if (!w->health.deps)
         w->health.n = 0; /* no refresh; local circuits only */
     ifq_timers_init(&w->timers);
-    w->multi = curl_multi_init();
-    if (!w->multi) {
-        ifq_error("startup_failed", "curl_multi_init failed");
+    /* Connections are spread over several multi handles (curl_loop.h):
+     * HTTP_SHARD_CONNS of this loop's in-flight cap each. */
+    w->nmultis = (w->cap + HTTP_SHARD_CONNS - 1) / HTTP_SHARD_CONNS;
+    w->multis = calloc((size_t)w->nmultis, sizeof(*w->multis));
+    w->multi_load = calloc((size_t)w->nmultis, sizeof(*w->multi_load));
+    if (!w->multis || !w->multi_load) {
+        ifq_error("startup_failed", "out of memory");
         return -1;
     }
-    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)w->cap);
-    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    w->loop = ifq_curl_loop_new(w->multi, w->wake[0]);
+    long per = (w->cap + w->nmultis - 1) / w->nmultis;
+    for (int k = 0; k < w->nmultis; k++) {
+        w->multis[k] = curl_multi_init();
+        if (!w->multis[k]) {
+            ifq_error("startup_failed", "curl_multi_init failed");
+            return -1;
+        }
+        curl_multi_setopt(w->multis[k], CURLMOPT_MAXCONNECTS, per);
+        curl_multi_setopt(w->multis[k], CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    }
+    w->loop = ifq_curl_loop_new(w->multis, w->nmultis, w->wake[0]);
     if (!w->loop) {
         ifq_error("startup_failed", "epoll: %s", strerror(errno));
         return -1;
@@ -1878,8 +1923,11 @@ static void loop_free(worker_t *w)
         easy_pool_free(&w->cons[i]);
     }
     ifq_curl_loop_free(w->loop);
-    if (w->multi)
-        curl_multi_cleanup(w->multi);
+    for (int k = 0; w->multis && k < w->nmultis; k++)
+        if (w->multis[k])
+            curl_multi_cleanup(w->multis[k]);
+    free(w->multis);
+    free(w->multi_load);
     ifq_timers_free(&w->timers);
     free(w->health.deps);
     if (w->producer)
