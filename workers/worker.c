@@ -238,7 +238,9 @@ typedef struct worker {
     ifq_guard_t *guard;
     CURLM **multis; /* HTTP_SHARD_CONNS connections each (curl_loop.h) */
     int nmultis;
-    int *multi_load; /* transfers in each multi */
+    int *multi_load;        /* transfers in each multi */
+    ifq_wbatch_t spans_out; /* delivered hops' spans, for the exporter */
+    int spans_pending;      /* span batches the exporter has not produced (its lock) */
     ifq_curl_loop_t *loop;
     int wake[2];
     job_t *jobs; /* all live jobs */
@@ -1303,7 +1305,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         ifq_state_queue(w->state, j->custom_id, j->id, j->final_state, kv, 2);
     }
     /* The hop's spans go now, not beside the result (worker_obs.h). */
-    ifq_wreq_send(j->obs, w->producer);
+    ifq_wreq_send(j->obs, w->producer, &w->spans_out);
     j->obs = NULL;
     job_done(w, j);
 }
@@ -1857,6 +1859,7 @@ static int loop_run(worker_t *w)
         int64_t next_ms = 100;
         run_timers(w, &next_ms);
         rd_kafka_poll(w->producer, 0);
+        ifq_wobs_submit(w->obs, &w->spans_out, &w->spans_pending);
 
         char why[256];
         if (ifq_state_pending(w->state) && ifq_state_flush(w->state, why, sizeof(why)) != IFQ_OK)
@@ -1891,6 +1894,11 @@ static int loop_run(worker_t *w)
      * group redelivers it. Commit everything that did. */
     if (w->njobs)
         ifq_warn("handing_back", "%d unfinished request(s) will be redelivered", w->njobs);
+    rd_kafka_flush(w->producer, 5000);
+    /* The spans of the results just delivered, then theirs. */
+    rd_kafka_poll(w->producer, 0);
+    ifq_wobs_submit(w->obs, &w->spans_out, &w->spans_pending);
+    ifq_wobs_drain(w->obs, &w->spans_pending);
     rd_kafka_flush(w->producer, 5000);
     rd_kafka_poll(w->producer, 0);
     for (size_t i = 0; i < w->ncons; i++)

@@ -5,6 +5,7 @@
  */
 #include "worker_obs.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,23 @@ struct ifq_wobs {
             *inflight, *queue_wait, *model_latency, *duration, *overhead, *tokens, *cost, *findings,
             *lag, *duplicates, *spans, *logs, *backlogged, *backlog_pauses;
     } m;
+    /* The span exporter: a thread that encodes the hops' span batches and
+     * hands them to their loop's producer, off the event loops (OTLP/JSON
+     * encoding was a few percent of a loop's CPU). */
+    struct {
+        pthread_mutex_t mu;
+        pthread_cond_t work, idle;
+        ifq_wreq_t *head, *tail;
+        size_t n;
+        int stop;
+        int started;
+        pthread_t th;
+    } ex;
 };
+
+/* Span batches waiting for the exporter beyond this are encoded by the loop
+ * itself: the queue stays bounded when the exporter falls behind. */
+#define EXPORT_QUEUE_MAX 8192
 
 /* A request's spans are recorded from the end of its first provider call
  * on (ensure_spans): while it waits for the model, which is most of its
@@ -44,7 +61,42 @@ struct ifq_wreq {
     int64_t att_start_ns;
     ifq_url_kind_t att_kind;
     int att_no;
+    /* queued for the exporter (ifq_wreq_send) */
+    ifq_wreq_t *next;
+    rd_kafka_t *rk;
+    int *pending;
 };
+
+static void produce_spans(ifq_wreq_t *r, rd_kafka_t *rk);
+
+static void *exporter_main(void *arg)
+{
+    ifq_wobs_t *o = arg;
+    pthread_mutex_lock(&o->ex.mu);
+    for (;;) {
+        while (!o->ex.head && !o->ex.stop)
+            pthread_cond_wait(&o->ex.work, &o->ex.mu);
+        ifq_wreq_t *batch = o->ex.head;
+        if (!batch)
+            break; /* stopping, nothing left */
+        o->ex.head = o->ex.tail = NULL;
+        o->ex.n = 0;
+        pthread_mutex_unlock(&o->ex.mu);
+        for (ifq_wreq_t *r = batch, *next; r; r = next) {
+            next = r->next;
+            int *pending = r->pending;
+            produce_spans(r, r->rk);
+            ifq_wreq_destroy(r);
+            pthread_mutex_lock(&o->ex.mu);
+            (*pending)--;
+            pthread_cond_broadcast(&o->ex.idle);
+            pthread_mutex_unlock(&o->ex.mu);
+        }
+        pthread_mutex_lock(&o->ex.mu);
+    }
+    pthread_mutex_unlock(&o->ex.mu);
+    return NULL;
+}
 
 ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance)
 {
@@ -58,6 +110,12 @@ ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance)
         free(o);
         return NULL;
     }
+    pthread_mutex_init(&o->ex.mu, NULL);
+    pthread_cond_init(&o->ex.work, NULL);
+    pthread_cond_init(&o->ex.idle, NULL);
+    /* Without the thread (it could not start) loops encode their spans. */
+    if (cfg->trace_enabled)
+        o->ex.started = pthread_create(&o->ex.th, NULL, exporter_main, o) == 0;
     ifq_metrics_t *r = o->reg;
     const double *lb = ifq_metrics_latency_buckets;
     size_t nb = ifq_metrics_latency_nbuckets;
@@ -132,8 +190,28 @@ void ifq_wobs_destroy(ifq_wobs_t *o)
 {
     if (!o)
         return;
+    if (o->ex.started) {
+        pthread_mutex_lock(&o->ex.mu);
+        o->ex.stop = 1;
+        pthread_cond_signal(&o->ex.work);
+        pthread_mutex_unlock(&o->ex.mu);
+        pthread_join(o->ex.th, NULL);
+    }
+    pthread_mutex_destroy(&o->ex.mu);
+    pthread_cond_destroy(&o->ex.work);
+    pthread_cond_destroy(&o->ex.idle);
     ifq_metrics_destroy(o->reg);
     free(o);
+}
+
+void ifq_wobs_drain(ifq_wobs_t *o, int *pending)
+{
+    if (!o || !o->ex.started)
+        return;
+    pthread_mutex_lock(&o->ex.mu);
+    while (*pending > 0)
+        pthread_cond_wait(&o->ex.idle, &o->ex.mu);
+    pthread_mutex_unlock(&o->ex.mu);
 }
 
 size_t ifq_wobs_render(ifq_wobs_t *o, char *buf, size_t size)
@@ -571,10 +649,51 @@ void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char
     }
 }
 
-void ifq_wreq_send(ifq_wreq_t *r, rd_kafka_t *rk)
+void ifq_wreq_send(ifq_wreq_t *r, rd_kafka_t *rk, ifq_wbatch_t *b)
 {
     if (!r)
         return;
+    if (r->sp && r->o->ex.started) {
+        r->rk = rk;
+        r->next = NULL;
+        if (b->tail)
+            b->tail->next = r;
+        else
+            b->head = r;
+        b->tail = r;
+        b->n++;
+        return;
+    }
     produce_spans(r, rk);
     ifq_wreq_destroy(r);
+}
+
+void ifq_wobs_submit(ifq_wobs_t *o, ifq_wbatch_t *b, int *pending)
+{
+    if (!o || !b->head)
+        return;
+    for (ifq_wreq_t *r = b->head; r; r = r->next)
+        r->pending = pending;
+    pthread_mutex_lock(&o->ex.mu);
+    int full = o->ex.n >= EXPORT_QUEUE_MAX;
+    if (!full) {
+        if (o->ex.tail)
+            o->ex.tail->next = b->head;
+        else
+            o->ex.head = b->head;
+        o->ex.tail = b->tail;
+        o->ex.n += b->n;
+        *pending += (int)b->n;
+        pthread_cond_signal(&o->ex.work);
+    }
+    pthread_mutex_unlock(&o->ex.mu);
+    if (full) {
+        for (ifq_wreq_t *r = b->head, *next; r; r = next) {
+            next = r->next;
+            produce_spans(r, r->rk);
+            ifq_wreq_destroy(r);
+        }
+    }
+    b->head = b->tail = NULL;
+    b->n = 0;
 }

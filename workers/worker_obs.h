@@ -82,10 +82,26 @@ void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const 
  * this hop's spans (ifq_wreq_send produces them), counts the failover. */
 void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char *next_deployment,
                        const char *next_topic, char *traceparent, size_t size);
+/* Span batches a loop hands to the exporter thread at once. */
+typedef struct {
+    ifq_wreq_t *head, *tail;
+    size_t n;
+} ifq_wbatch_t;
+
 /* After ifq_wreq_finish or ifq_wreq_failover, once the result or hand-off
- * is delivered: produces the hop's spans on rk (without waiting) and frees
- * r. NULL is a no-op; ifq_wreq_destroy instead drops the spans. */
-void ifq_wreq_send(ifq_wreq_t *r, rd_kafka_t *rk);
+ * is delivered: adds the hop's spans to b, for ifq_wobs_submit, and r is
+ * the exporter's. Without the exporter the spans are produced on rk here
+ * and r is freed. NULL is a no-op; ifq_wreq_destroy instead drops the
+ * spans. */
+void ifq_wreq_send(ifq_wreq_t *r, rd_kafka_t *rk, ifq_wbatch_t *b);
+/* Hands b to the exporter thread, which encodes each hop's spans, produces
+ * them on its loop's producer (rk above) and frees it; *pending (the
+ * loop's, guarded by the exporter) counts those not produced yet. With the
+ * exporter's queue full they are produced here. Empties b. */
+void ifq_wobs_submit(ifq_wobs_t *o, ifq_wbatch_t *b, int *pending);
+/* Waits until the exporter has produced every span batch a loop handed it
+ * (*pending is 0): before the loop flushes and destroys its producer. */
+void ifq_wobs_drain(ifq_wobs_t *o, int *pending);
 
 /* The msg_opaque of the span and log messages; the worker's delivery
  * callback ignores reports that carry it. */
