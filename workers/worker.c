@@ -1832,6 +1832,10 @@ static int loop_run(worker_t *w)
         }
 
         drain_wake(w);
+        /* The calls that ended in the last wait free their slots before
+         * intake, which refills them now rather than one iteration later
+         * (an iteration takes milliseconds at thousands in flight). */
+        reap_http(w);
         int all_assigned = 1;
         for (size_t i = 0; i < w->ncons; i++) {
             consumer_t *c = &w->cons[i];
