@@ -51,10 +51,11 @@
 #define CURL_RECV_BUFFER 1024L
 /* The producer's linger.ms unless kafka.properties sets it. A result waits
  * that long at most for the ones that go with it; fewer, larger produce
- * requests halve Kafka's CPU per request beside a worker at thousands of
- * results a second (tests/bench/README.md: 2 ms → 20 ms, two event loops,
- * 85% → 90% of the ideal throughput). */
-#define WORKER_LINGER_MS 20
+ * requests cut Kafka's CPU per request beside a worker at thousands of
+ * results a second (2 ms: 34 µs, 10 ms: 22 µs, 20 ms: 18 µs a request in
+ * tests/bench/bench_worker.py), but every millisecond holds results and
+ * spans in memory (20 → 10 ms: about 0.5 KB less per request in flight). */
+#define WORKER_LINGER_MS 10
 /* In-flight calls per libcurl multi handle, so per connection cache: libcurl
  * walks a host's connections, busy ones included, to find a free one
  * (curl_loop.h). With 2,000 on one multi that walk was a tenth of the
@@ -287,11 +288,11 @@ typedef struct proc {
  *   and the event loop frees stays in those threads' arenas, each keeping
  *   its own free pages: about 3 KB of peak RSS per request in flight, with
  *   no CPU cost measured for the single arena;
- * - free pages go back to the kernel after 300 ms instead of 10 s, by a
- *   background thread, so not on the event loop: about 1 KB less peak RSS
- *   per request in flight at the same CPU (dirty_decay_ms:0 on the loop
- *   itself saved 3 KB but cost 15% more CPU per request). */
-const char *malloc_conf = "narenas:1,background_thread:true,dirty_decay_ms:300";
+ * - free pages go back to the kernel after 100 ms instead of 10 s, by a
+ *   background thread, so mostly not on the event loop: about 1.5 KB less
+ *   peak RSS per request in flight for about 3% more CPU per request
+ *   (dirty_decay_ms:0 on the loop itself saved 3 KB but cost 15%). */
+const char *malloc_conf = "narenas:1,background_thread:true,dirty_decay_ms:100";
 
 static volatile sig_atomic_t stop_requested;
 
