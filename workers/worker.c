@@ -52,9 +52,9 @@
 /* The producer's linger.ms unless kafka.properties sets it. A result waits
  * that long at most for the ones that go with it; fewer, larger produce
  * requests cut Kafka's CPU per request beside a worker at thousands of
- * results a second (2 ms: 34 µs, 10 ms: 22 µs, 20 ms: 18 µs a request in
- * tests/bench/bench_worker.py), but every millisecond holds results and
- * spans in memory (20 → 10 ms: about 0.5 KB less per request in flight). */
+ * results a second (tests/bench/bench_worker.py --threads 2, one run each:
+ * 2 ms 37.7 µs, 10 ms 27.6 µs, 20 ms 24.2 µs), but every millisecond holds
+ * results and spans in memory (tests/bench/README.md). */
 #define WORKER_LINGER_MS 10
 /* In-flight calls per libcurl multi handle, so per connection cache: libcurl
  * walks a host's connections, busy ones included, to find a free one
