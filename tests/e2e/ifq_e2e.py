@@ -153,6 +153,17 @@ def http_get(url: str, timeout: float = 2.0, headers: dict | None = None):
         return 0, b""
 
 
+def admin_metric(port: int, name: str) -> float | None:
+    """The value of an unlabelled metric on a program's admin /metrics, or
+    None when it is not there."""
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def http_post(url: str, body: bytes = b"", timeout: float = 5.0):
     req = urllib.request.Request(url, data=body, method="POST")
     try:

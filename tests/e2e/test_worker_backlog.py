@@ -24,7 +24,7 @@ import time
 import pytest
 
 from ifq_e2e import (FakeModel, Produce, ReplyCollector, TopicReader, chat, deployment, describe,
-                     http_get, unique, wait_until)
+                     admin_metric, unique, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +43,6 @@ def gw(make_gateway, fake):
 
 
 LINGER_MS = 6000  # the worker's producer holds each message this long
-
-
-def metric(port, name):
-    status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-    assert status == 200, body
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def produce(gw, ids):
@@ -83,7 +74,7 @@ def test_no_new_request_while_kafka_has_not_taken_the_results(gw, fake):
             assert t < deadline, "no call within 60 s"
             routed.poll(0.02)
         wait_until(lambda: fake.stats()["requests"] == 3, 30, "the first 3 calls", 0.02)
-        wait_until(lambda: metric(w.admin_port, "inferq_worker_backlogged_loops") == 1, 30,
+        wait_until(lambda: admin_metric(w.admin_port, "inferq_worker_backlogged_loops") == 1, 30,
                    "the worker to hold back", 0.02)
         produce(gw, second)
         routed.wait(lambda: len(routed.records) == 6, 30, "all 6 requests on the model topic")
@@ -102,7 +93,7 @@ def test_no_new_request_while_kafka_has_not_taken_the_results(gw, fake):
         counts = replies.counts(first + second)
         assert all(c == 1 for c in counts.values()), counts
         assert fake.stats()["requests"] == 6
-        assert metric(w.admin_port, "inferq_worker_backlog_pauses_total") >= 1
+        assert admin_metric(w.admin_port, "inferq_worker_backlog_pauses_total") >= 1
     finally:
         replies.close()
         routed.close()

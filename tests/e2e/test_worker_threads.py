@@ -20,8 +20,8 @@ import socket
 import pytest
 import redis
 
-from ifq_e2e import (FakeModel, Produce, ReplyCollector, chat, deployment, describe, http_get,
-                     unique, wait_until)
+from ifq_e2e import (FakeModel, Produce, ReplyCollector, admin_metric, chat, deployment, describe,
+                     http_get, unique, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +48,6 @@ def gw_sick(make_gateway, fake):
         worker={"threads": 2, "max_inflight": 2, "max_attempts": 1,
                 "circuit_failure_threshold": 3, "circuit_open_ms": 60000,
                 "shutdown_grace_ms": 1000})
-
-
-def metric(port, name):
-    status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-    assert status == 200, body
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def produce_chats(gw, ids, directives):
@@ -112,7 +103,7 @@ def test_one_circuit_breaker_for_all_loops(gw_sick, fake):
         # Both loops hold a request that waits for the circuit to half-open
         # (each loop has one slot): every call that was going to be made has
         # been made.
-        wait_until(lambda: metric(w.admin_port, "inferq_worker_inflight") == 2, 60,
+        wait_until(lambda: admin_metric(w.admin_port, "inferq_worker_inflight") == 2, 60,
                    "both loops to hold a waiting request", 0.05)
         calls = fake.stats()["by_key"].get(tag)
         assert calls is not None and 3 <= calls <= 4, fake.stats()["by_key"].get(tag)
@@ -144,7 +135,7 @@ def test_admin_answers_with_over_a_thousand_calls_in_flight(gw_busy, fake):
         port = w.admin_port
         status, body = http_get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert status == 200, (status, body)
-        assert metric(port, "inferq_worker_inflight") >= 1050
+        assert admin_metric(port, "inferq_worker_inflight") >= 1050
         res = replies.results(ids, timeout=180)
         assert all(r["inferq"]["status"] == "succeeded" for r in res.values())
     finally:
