@@ -1422,7 +1422,10 @@ static void dead_letter(worker_t *w, job_t *j, const rd_kafka_message_t *m, cons
 static int producer_backlogged(worker_t *w)
 {
     int queued = rd_kafka_outq_len(w->producer);
-    int backlogged = queued >= w->max_undelivered;
+    /* It resumes at three quarters, so a queue that hovers around the
+     * bound does not flip the loop (and the log) on every iteration. */
+    int backlogged =
+        w->backlogged ? queued > w->max_undelivered * 3 / 4 : queued >= w->max_undelivered;
     if (backlogged != w->backlogged) {
         w->backlogged = backlogged;
         if (backlogged)

@@ -113,9 +113,6 @@ ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance)
     pthread_mutex_init(&o->ex.mu, NULL);
     pthread_cond_init(&o->ex.work, NULL);
     pthread_cond_init(&o->ex.idle, NULL);
-    /* Without the thread (it could not start) loops encode their spans. */
-    if (cfg->trace_enabled)
-        o->ex.started = pthread_create(&o->ex.th, NULL, exporter_main, o) == 0;
     ifq_metrics_t *r = o->reg;
     const double *lb = ifq_metrics_latency_buckets;
     size_t nb = ifq_metrics_latency_nbuckets;
@@ -183,6 +180,9 @@ ifq_wobs_t *ifq_wobs_new(const ifq_config_t *cfg, const char *instance)
                                      "OTLP span messages by result (produced, dropped).", "result");
     o->m.logs = ifq_metrics_counter(r, "inferq_request_logs_total",
                                     "Request log records by result (produced, dropped).", "result");
+    /* Without the thread (it could not start) loops encode their spans. */
+    if (cfg->trace_enabled)
+        o->ex.started = pthread_create(&o->ex.th, NULL, exporter_main, o) == 0;
     return o;
 }
 
