@@ -93,9 +93,14 @@ def test_one_circuit_breaker_for_all_loops(gw_sick, fake):
     w = gw_sick.start_worker()
     try:
         p = Produce(gw_sick.env.bootstrap)
-        for i in range(20):
+        # Half high, half normal priority: the requests land on 8 of the 12
+        # partitions (3 lanes x 4), so whichever 6 the group gives each
+        # loop, both have requests (all normal ones could sit on one loop's
+        # partitions after an incremental rebalance).
+        for i in range(40):
             cid = f"{tag}-{i:02d}"
-            body = chat(cid, f"[[fake:status=503]][[fake:key={tag}]] {cid}", model="only-sick")
+            body = chat(cid, f"[[fake:status=503]][[fake:key={tag}]] {cid}", model="only-sick",
+                        priority="high" if i % 2 else "normal")
             p.send(gw_sick.requests, body, key=cid)
         p.flush()
         wait_until(lambda: rd.hget(f"{gw_sick.prefix}:circuit:sick", "state") == "open",
