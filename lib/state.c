@@ -660,8 +660,9 @@ static int writer_connect(ifq_state_t *st, state_writer_t *w)
     return 0;
 }
 
-/* Sleeps up to ms unless aborted; returns 1 when aborted. */
-static int writer_backoff(state_writer_t *w, int ms)
+/* CLOCK_MONOTONIC ms from now, for pthread_cond_timedwait on the writer's
+ * condition (created with that clock). */
+static struct timespec deadline_in(int ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -671,6 +672,13 @@ static int writer_backoff(state_writer_t *w, int ms)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
+    return ts;
+}
+
+/* Sleeps up to ms unless aborted; returns 1 when aborted. */
+static int writer_backoff(state_writer_t *w, int ms)
+{
+    struct timespec ts = deadline_in(ms);
     pthread_mutex_lock(&w->mu);
     while (!w->abort && pthread_cond_timedwait(&w->wake, &w->mu, &ts) == 0)
         ;
@@ -890,14 +898,7 @@ int ifq_state_sync(ifq_state_t *st, int timeout_ms)
     group_emit(st);
     if (!w)
         return st->q.n ? flush_sync(st, why, sizeof(why)) : IFQ_OK;
-    struct timespec end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_sec += timeout_ms / 1000;
-    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
+    struct timespec end = deadline_in(timeout_ms);
     int rc = IFQ_OK;
     pthread_mutex_lock(&w->mu);
     for (;;) {

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import ifq_e2e
-from ifq_e2e import ALL_PROCS, ROOT, Gateway, env_file_path, load_stack_env
+from ifq_e2e import ALL_PROCS, ROOT, FakeModel, Gateway, env_file_path, load_stack_env
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,14 @@ def stack_env():
 @pytest.fixture(scope="module")
 def workdir(request, tmp_path_factory):
     return tmp_path_factory.mktemp(request.module.__name__.replace("test_", ""))
+
+
+@pytest.fixture(scope="module")
+def fake(request, stack_env, workdir):
+    """A module's own fake model server (its log: <workdir>/fake.log)."""
+    f = FakeModel(stack_env, workdir, "fake", group=request.module.__name__)
+    yield f
+    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ifq_e2e import (FakeModel, Gateway, Produce, ReplyCollector, TopicReader, chat, deployment,
-                     describe, ensure_topic, free_port, unique, wait_until)
+from ifq_e2e import (Gateway, Produce, ReplyCollector, TopicReader, chat, deployment, describe,
+                     ensure_topic, free_port, unique, wait_until)
 
 SIGNING_KEY = "e2e-signing-key-" + unique("k")
 
@@ -30,13 +30,6 @@ class PolicyGateway(Gateway):
         else:
             self.workers.append(b)  # stopped with the others
         return b
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake-policy", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from ifq_e2e import FakeModel, content_of, deployment, describe, unique, wait_until
+from ifq_e2e import content_of, deployment, describe, unique, wait_until
 
 TIMEOUT_MS = "90000"  # generous: CI runs this with the ASan build
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,8 @@ import time
 
 import pytest
 
-from ifq_e2e import (FakeModel, TopicReader, chat, content_of, deployment, describe, embed,
-                     unique, wait_until)
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
+from ifq_e2e import (TopicReader, chat, content_of, deployment, describe, embed, unique,
+                     wait_until)
 
 
 @pytest.fixture(scope="module")

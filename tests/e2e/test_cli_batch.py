@@ -26,18 +26,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ifq_e2e import (FakeModel, TopicReader, chat, deployment, describe, embed, ensure_topic,
-                     unique, wait_until)
+from ifq_e2e import (TopicReader, chat, deployment, describe, embed, ensure_topic, unique,
+                     wait_until)
 
 DATA = Path(__file__).resolve().parent / "data"
 TEAM = "acme"
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ifq_e2e import ROOT, FakeModel, ReplyCollector, deployment
+from ifq_e2e import ROOT, ReplyCollector, deployment
 
 TIMEOUT_S = 120  # generous: CI runs this with the ASan build
 
@@ -75,13 +75,6 @@ def read_results(*paths) -> dict:
                 assert r["custom_id"] not in out, f"{r['custom_id']} twice in {p}"
                 out[r["custom_id"]] = r
     return out
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake-interop", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,10 @@ import subprocess
 
 import pytest
 
-from ifq_e2e import (FakeModel, Gateway, Produce, ReplyCollector, TopicReader, chat, content_of,
-                     deployment, describe, ensure_topic, unique)
+from ifq_e2e import (Gateway, Produce, ReplyCollector, TopicReader, chat, content_of, deployment,
+                     describe, ensure_topic, unique)
 
 CARD = "4111 1111 1111 1111"
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake-guard", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

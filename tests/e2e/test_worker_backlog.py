@@ -23,15 +23,8 @@ import time
 
 import pytest
 
-from ifq_e2e import (FakeModel, Produce, ReplyCollector, TopicReader, chat, deployment, describe,
+from ifq_e2e import (Produce, ReplyCollector, TopicReader, chat, deployment, describe,
                      admin_metric, unique, wait_until)
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

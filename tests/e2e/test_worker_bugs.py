@@ -21,18 +21,11 @@ import time
 import pytest
 import redis
 
-from ifq_e2e import (FakeModel, Produce, ReplyCollector, chat, deployment, describe, free_port,
-                     now_ms, unique, wait_until)
+from ifq_e2e import (Produce, ReplyCollector, chat, deployment, describe, free_port, now_ms,
+                     unique, wait_until)
 
 MAX_ATTEMPTS = 3
 OPEN_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,9 @@ unit-tested in tests/unit/test_worker_circuit.c.
 import pytest
 import redis
 
-from ifq_e2e import (FakeModel, Produce, ReplyCollector, chat, deployment, describe, unique,
-                     wait_until)
+from ifq_e2e import Produce, ReplyCollector, chat, deployment, describe, unique, wait_until
 
 OPEN_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,10 @@ import time
 
 import pytest
 
-from ifq_e2e import (FakeModel, Produce, ReplyCollector, chat, deployment, describe, http_get,
-                     unique, wait_until)
+from ifq_e2e import (Produce, ReplyCollector, chat, deployment, describe, http_get, unique,
+                     wait_until)
 
 GRACE_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
 
 
 @pytest.fixture(scope="module")

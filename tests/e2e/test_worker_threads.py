@@ -20,15 +20,8 @@ import socket
 import pytest
 import redis
 
-from ifq_e2e import (FakeModel, Produce, ReplyCollector, admin_metric, chat, deployment, describe,
-                     http_get, unique, wait_until)
-
-
-@pytest.fixture(scope="module")
-def fake(stack_env, workdir):
-    f = FakeModel(stack_env, workdir, "fake", group=__name__)
-    yield f
-    f.stop()
+from ifq_e2e import (Produce, ReplyCollector, admin_metric, chat, deployment, describe, http_get,
+                     unique, wait_until)
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,13 @@ static json_t *attr(json_t *span, const char *key)
     return NULL;
 }
 
+/* The spans array of an encoded batch (its one resource and scope). */
+static json_t *spans_of(json_t *doc)
+{
+    json_t *rs = json_array_get(json_object_get(doc, "resourceSpans"), 0);
+    return json_object_get(json_array_get(json_object_get(rs, "scopeSpans"), 0), "spans");
+}
+
 static json_t *encode(ifq_spans_t *b)
 {
     size_t len = 0;
@@ -217,13 +224,7 @@ static void strings_are_escaped_into_valid_json(void **state)
     ifq_span_str(s, "broken", "a\xff\xc3(b\xed\xa0\x80");
     ifq_span_status(s, IFQ_STATUS_ERROR, "tab\there");
     json_t *doc = encode(b);
-    json_t *span = json_array_get(
-        json_object_get(
-            json_array_get(json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0),
-                                           "scopeSpans"),
-                           0),
-            "spans"),
-        0);
+    json_t *span = json_array_get(spans_of(doc), 0);
     assert_string_equal(json_string_value(json_object_get(span, "name")), "name \"x\"");
     assert_string_equal(
         json_string_value(json_object_get(attr(span, "inferq.custom_id"), "stringValue")),
@@ -279,11 +280,7 @@ static void interleaved_attributes_stay_with_their_span(void **state)
     ifq_span_status(c, IFQ_STATUS_ERROR, "first");
     ifq_span_status(c, IFQ_STATUS_OK, NULL);
     json_t *doc = encode(b);
-    json_t *spans = json_object_get(
-        json_array_get(
-            json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"),
-            0),
-        "spans");
+    json_t *spans = spans_of(doc);
     json_t *sa = json_array_get(spans, 0), *sc = json_array_get(spans, 1);
     json_t *attrs = json_object_get(sa, "attributes");
     assert_int_equal(json_array_size(attrs), 4); /* custom_id, k1, k2, k3 */
@@ -318,13 +315,7 @@ static void known_and_other_keys_read_back_the_same(void **state)
     for (size_t i = 0; i < n; i++)
         ifq_span_int(s, keys[i], (int64_t)i);
     json_t *doc = encode(b);
-    json_t *span = json_array_get(
-        json_object_get(
-            json_array_get(json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0),
-                                           "scopeSpans"),
-                           0),
-            "spans"),
-        0);
+    json_t *span = json_array_get(spans_of(doc), 0);
     json_t *attrs = json_object_get(span, "attributes");
     assert_int_equal(json_array_size(attrs), n + 1); /* custom_id first */
     for (size_t i = 0; i < n; i++) {
@@ -363,11 +354,7 @@ static void a_large_batch_encodes_whole(void **state)
     json_t *doc = json_loads(text, 0, NULL);
     free(text);
     assert_non_null(doc);
-    json_t *spans = json_object_get(
-        json_array_get(
-            json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"),
-            0),
-        "spans");
+    json_t *spans = spans_of(doc);
     assert_int_equal(json_array_size(spans), 20);
     json_t *last = json_array_get(spans, 19);
     assert_string_equal(json_string_value(json_object_get(attr(last, "i"), "intValue")), "19");
