@@ -10,6 +10,8 @@
  */
 #include "trace.h"
 
+#include "jsonbuf.h"
+
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -18,126 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-    int borrowed; /* p is the caller's (stack) buffer: copied on growth */
-} sb_t;
-
-/* Grows by half (a batch's attribute arena lives as long as its request,
- * so it should not be twice what it holds). */
-static void sb_grow(sb_t *b, size_t need)
-{
-    if (b->len + need + 1 <= b->cap || b->oom)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + need + 1)
-        cap += cap / 2;
-    char *p = b->borrowed ? malloc(cap) : realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return;
-    }
-    if (b->borrowed && b->len)
-        memcpy(p, b->p, b->len);
-    b->borrowed = 0;
-    b->p = p;
-    b->cap = cap;
-}
-
-static void sb_putn(sb_t *b, const char *s, size_t n)
-{
-    sb_grow(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-#define SB_LIT(b, lit) sb_putn((b), (lit), sizeof(lit) - 1)
-
-/* A decimal integer, without printf. */
-static void sb_i64(sb_t *b, int64_t v)
-{
-    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do
-        *--p = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
-    if (v < 0)
-        *--p = '-';
-    sb_putn(b, p, (size_t)(e - p));
-}
-
-static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb_t *b, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sb_putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* Length of a valid UTF-8 sequence at s (1..4), or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = (s[0] & 0xE0) == 0xC0   ? 2
-               : (s[0] & 0xF0) == 0xE0 ? 3
-               : (s[0] & 0xF8) == 0xF0 ? 4
-                                       : 0;
-    if (n == 0 || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) ||
-        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
-/* A JSON string literal, quotes included. */
-static void sb_str(sb_t *b, const char *s)
-{
-    SB_LIT(b, "\"");
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p && !b->oom) {
-        const unsigned char *run = p;
-        while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run)
-            sb_putn(b, (const char *)run, (size_t)(p - run));
-        if (!*p)
-            break;
-        if (*p == '"' || *p == '\\') {
-            char esc[3] = {'\\', (char)*p, 0};
-            sb_putn(b, esc, 2);
-            p++;
-        } else if (*p < 0x20) {
-            sb_printf(b, "\\u%04x", *p);
-            p++;
-        } else {
-            size_t n = utf8_len(p);
-            if (n) {
-                sb_putn(b, (const char *)p, n);
-                p += n;
-            } else {
-                SB_LIT(b, "?");
-                p++;
-            }
-        }
-    }
-    SB_LIT(b, "\"");
-}
 
 /* ---- trace context ---------------------------------------------------------- */
 
@@ -266,7 +148,7 @@ struct ifq_spans {
     char trace_id[33];
     char *custom_id;
     char *request_id;
-    sb_t attrs; /* the attribute records of every span */
+    ifq_sb_t attrs; /* the attribute records of every span */
     ifq_span_t *head, *tail;
     size_t n;
     size_t dropped;
@@ -455,21 +337,21 @@ static int key_code(const char *key)
 }
 
 /* Starts an attribute record of s: tag, type, key. */
-static sb_t *attr_rec(ifq_span_t *s, int type, const char *key)
+static ifq_sb_t *attr_rec(ifq_span_t *s, int type, const char *key)
 {
-    sb_t *a = &s->b->attrs;
+    ifq_sb_t *a = &s->b->attrs;
     int code = key_code(key);
     char head[3] = {(char)s->tag, (char)type, (char)(KEY_KNOWN + code)};
     if (code >= 0) {
-        sb_putn(a, head, 3);
+        ifq_sb_putn(a, head, 3);
         return a;
     }
-    sb_putn(a, head, 2);
+    ifq_sb_putn(a, head, 2);
     if ((unsigned char)key[0] >= KEY_KNOWN) {
         char esc = (char)KEY_TEXT;
-        sb_putn(a, &esc, 1);
+        ifq_sb_putn(a, &esc, 1);
     }
-    sb_putn(a, key, strlen(key) + 1);
+    ifq_sb_putn(a, key, strlen(key) + 1);
     return a;
 }
 
@@ -477,16 +359,16 @@ void ifq_span_str(ifq_span_t *s, const char *key, const char *value)
 {
     if (!s || !key || !value)
         return;
-    sb_putn(attr_rec(s, ATTR_STR, key), value, strlen(value) + 1);
+    ifq_sb_putn(attr_rec(s, ATTR_STR, key), value, strlen(value) + 1);
 }
 
 void ifq_span_int(ifq_span_t *s, const char *key, int64_t value)
 {
     if (!s || !key)
         return;
-    sb_t *a = attr_rec(s, ATTR_INT, key);
-    sb_i64(a, value);
-    sb_putn(a, "", 1);
+    ifq_sb_t *a = attr_rec(s, ATTR_INT, key);
+    ifq_sb_i64(a, value);
+    ifq_sb_putn(a, "", 1);
 }
 
 void ifq_span_double(ifq_span_t *s, const char *key, double value)
@@ -501,7 +383,7 @@ void ifq_span_double(ifq_span_t *s, const char *key, double value)
     snprintf(num, sizeof(num), "%.15g", value);
     if (strtod(num, NULL) != value)
         snprintf(num, sizeof(num), "%.17g", value);
-    sb_putn(attr_rec(s, ATTR_DBL, key), num, strlen(num) + 1);
+    ifq_sb_putn(attr_rec(s, ATTR_DBL, key), num, strlen(num) + 1);
 }
 
 void ifq_span_bool(ifq_span_t *s, const char *key, int value)
@@ -517,12 +399,12 @@ void ifq_span_strs(ifq_span_t *s, const char *key, const char *const *values, si
         return;
     if (n > 255)
         n = 255;
-    sb_t *a = attr_rec(s, ATTR_STRS, key);
+    ifq_sb_t *a = attr_rec(s, ATTR_STRS, key);
     char cnt = (char)n;
-    sb_putn(a, &cnt, 1);
+    ifq_sb_putn(a, &cnt, 1);
     for (size_t i = 0; i < n; i++) {
         const char *v = values[i] ? values[i] : "";
-        sb_putn(a, v, strlen(v) + 1);
+        ifq_sb_putn(a, v, strlen(v) + 1);
     }
 }
 
@@ -552,23 +434,23 @@ void ifq_span_end(ifq_span_t *s, int64_t end_ns)
         s->end_ns = s->start_ns;
 }
 
-static void common_attr(sb_t *o, int *first, const char *key, const char *value)
+static void common_attr(ifq_sb_t *o, int *first, const char *key, const char *value)
 {
     if (!value)
         return;
     if (!*first)
-        SB_LIT(o, ",");
-    SB_LIT(o, "{\"key\":");
+        IFQ_SB_LIT(o, ",");
+    IFQ_SB_LIT(o, "{\"key\":");
     *first = 0;
-    sb_str(o, key);
-    SB_LIT(o, ",\"value\":{\"stringValue\":");
-    sb_str(o, value);
-    SB_LIT(o, "}}");
+    ifq_sb_str(o, key);
+    IFQ_SB_LIT(o, ",\"value\":{\"stringValue\":");
+    ifq_sb_str(o, value);
+    IFQ_SB_LIT(o, "}}");
 }
 
 /* Writes the attribute record at p (its type byte) as an OTLP attribute
  * when o is not NULL; returns the next record. */
-static const char *attr_write(sb_t *o, const char *p)
+static const char *attr_write(ifq_sb_t *o, const char *p)
 {
     int type = (unsigned char)*p++;
     const char *key;
@@ -581,17 +463,17 @@ static const char *attr_write(sb_t *o, const char *p)
         p = key + strlen(key) + 1;
     }
     if (o) {
-        SB_LIT(o, "{\"key\":");
-        sb_str(o, key);
-        SB_LIT(o, ",\"value\":{");
+        IFQ_SB_LIT(o, "{\"key\":");
+        ifq_sb_str(o, key);
+        IFQ_SB_LIT(o, ",\"value\":{");
     }
     size_t n;
     switch (type) {
     case ATTR_STR:
         if (o) {
-            SB_LIT(o, "\"stringValue\":");
-            sb_str(o, p);
-            SB_LIT(o, "}}");
+            IFQ_SB_LIT(o, "\"stringValue\":");
+            ifq_sb_str(o, p);
+            IFQ_SB_LIT(o, "}}");
         }
         return p + strlen(p) + 1;
     case ATTR_INT:
@@ -599,39 +481,39 @@ static const char *attr_write(sb_t *o, const char *p)
         n = strlen(p);
         if (o) {
             if (type == ATTR_INT) {
-                SB_LIT(o, "\"intValue\":\"");
-                sb_putn(o, p, n);
-                SB_LIT(o, "\"}}");
+                IFQ_SB_LIT(o, "\"intValue\":\"");
+                ifq_sb_putn(o, p, n);
+                IFQ_SB_LIT(o, "\"}}");
             } else {
-                SB_LIT(o, "\"doubleValue\":");
-                sb_putn(o, p, n);
-                SB_LIT(o, "}}");
+                IFQ_SB_LIT(o, "\"doubleValue\":");
+                ifq_sb_putn(o, p, n);
+                IFQ_SB_LIT(o, "}}");
             }
         }
         return p + n + 1;
     case ATTR_TRUE:
     case ATTR_FALSE:
         if (o && type == ATTR_TRUE)
-            SB_LIT(o, "\"boolValue\":true}}");
+            IFQ_SB_LIT(o, "\"boolValue\":true}}");
         else if (o)
-            SB_LIT(o, "\"boolValue\":false}}");
+            IFQ_SB_LIT(o, "\"boolValue\":false}}");
         return p;
     default: /* ATTR_STRS */
         n = (unsigned char)*p++;
         if (o)
-            SB_LIT(o, "\"arrayValue\":{\"values\":[");
+            IFQ_SB_LIT(o, "\"arrayValue\":{\"values\":[");
         for (size_t i = 0; i < n; i++) {
             if (o) {
                 if (i)
-                    SB_LIT(o, ",");
-                SB_LIT(o, "{\"stringValue\":");
-                sb_str(o, p);
-                SB_LIT(o, "}");
+                    IFQ_SB_LIT(o, ",");
+                IFQ_SB_LIT(o, "{\"stringValue\":");
+                ifq_sb_str(o, p);
+                IFQ_SB_LIT(o, "}");
             }
             p += strlen(p) + 1;
         }
         if (o)
-            SB_LIT(o, "]}}}");
+            IFQ_SB_LIT(o, "]}}}");
         return p;
     }
 }
@@ -647,26 +529,26 @@ static int top_span(const ifq_spans_t *b, const ifq_span_t *s)
     return 1;
 }
 
-static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int64_t now)
+static void encode_span(ifq_sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int64_t now)
 {
-    SB_LIT(o, "{\"traceId\":\"");
-    sb_putn(o, b->trace_id, 32);
-    SB_LIT(o, "\",\"spanId\":\"");
-    sb_putn(o, s->span_id, 16);
+    IFQ_SB_LIT(o, "{\"traceId\":\"");
+    ifq_sb_putn(o, b->trace_id, 32);
+    IFQ_SB_LIT(o, "\",\"spanId\":\"");
+    ifq_sb_putn(o, s->span_id, 16);
     if (s->parent_id[0]) {
-        SB_LIT(o, "\",\"parentSpanId\":\"");
-        sb_putn(o, s->parent_id, 16);
+        IFQ_SB_LIT(o, "\",\"parentSpanId\":\"");
+        ifq_sb_putn(o, s->parent_id, 16);
     }
-    SB_LIT(o, "\",\"name\":");
-    sb_str(o, s->name);
+    IFQ_SB_LIT(o, "\",\"name\":");
+    ifq_sb_str(o, s->name);
     int64_t end = s->end_ns ? s->end_ns : now < s->start_ns ? s->start_ns : now;
-    SB_LIT(o, ",\"kind\":");
-    sb_i64(o, s->kind);
-    SB_LIT(o, ",\"startTimeUnixNano\":\"");
-    sb_i64(o, s->start_ns);
-    SB_LIT(o, "\",\"endTimeUnixNano\":\"");
-    sb_i64(o, end);
-    SB_LIT(o, "\",\"attributes\":[");
+    IFQ_SB_LIT(o, ",\"kind\":");
+    ifq_sb_i64(o, s->kind);
+    IFQ_SB_LIT(o, ",\"startTimeUnixNano\":\"");
+    ifq_sb_i64(o, s->start_ns);
+    IFQ_SB_LIT(o, "\",\"endTimeUnixNano\":\"");
+    ifq_sb_i64(o, end);
+    IFQ_SB_LIT(o, "\",\"attributes\":[");
     /* The request's ids go on the batch's top spans only (their children
      * are found through them): about a fifth of a hop's bytes otherwise. */
     int first = 1;
@@ -678,35 +560,36 @@ static void encode_span(sb_t *o, const ifq_spans_t *b, const ifq_span_t *s, int6
     while (p && p < e && !o->oom) {
         int mine = (unsigned char)*p == s->tag;
         if (mine && !first)
-            SB_LIT(o, ",");
+            IFQ_SB_LIT(o, ",");
         if (mine)
             first = 0;
         p = attr_write(mine ? o : NULL, p + 1);
     }
-    SB_LIT(o, "],\"status\":{\"code\":");
-    sb_i64(o, s->status);
+    IFQ_SB_LIT(o, "],\"status\":{\"code\":");
+    ifq_sb_i64(o, s->status);
     if (s->status_msg) {
-        SB_LIT(o, ",\"message\":");
-        sb_str(o, s->status_msg);
+        IFQ_SB_LIT(o, ",\"message\":");
+        ifq_sb_str(o, s->status_msg);
     }
-    SB_LIT(o, "}}");
+    IFQ_SB_LIT(o, "}}");
 }
 
 /* Encodes the batch into o (which may start on a caller's buffer). */
-static void encode_batch(sb_t *o, const ifq_spans_t *b, const char *service, const char *instance)
+static void encode_batch(ifq_sb_t *o, const ifq_spans_t *b, const char *service,
+                         const char *instance)
 {
-    SB_LIT(o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    IFQ_SB_LIT(o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     int first = 1;
     common_attr(o, &first, "service.name", service ? service : "inferq");
     common_attr(o, &first, "service.instance.id", instance);
-    SB_LIT(o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
+    IFQ_SB_LIT(o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"inferq\"},\"spans\":[");
     int64_t now = ifq_now_ns();
     for (const ifq_span_t *s = b->head; s; s = s->next) {
         if (s != b->head)
-            SB_LIT(o, ",");
+            IFQ_SB_LIT(o, ",");
         encode_span(o, b, s, now);
     }
-    SB_LIT(o, "]}]}]}");
+    IFQ_SB_LIT(o, "]}]}]}");
     o->oom |= b->attrs.oom;
 }
 
@@ -719,7 +602,7 @@ char *ifq_spans_encode(const ifq_spans_t *b, const char *service, const char *in
     if (!b)
         return NULL;
     char stack[ENCODE_STACK];
-    sb_t o = {.p = stack, .cap = sizeof(stack), .borrowed = 1};
+    ifq_sb_t o = {.p = stack, .cap = sizeof(stack), .borrowed = 1};
     encode_batch(&o, b, service, instance);
     char *out = NULL;
     if (!o.oom) {
@@ -740,7 +623,7 @@ int ifq_spans_produce(const ifq_spans_t *b, rd_kafka_t *rk, const char *topic, c
     if (!b || b->n == 0)
         return 0;
     char stack[ENCODE_STACK];
-    sb_t o = {.p = stack, .cap = sizeof(stack), .borrowed = 1};
+    ifq_sb_t o = {.p = stack, .cap = sizeof(stack), .borrowed = 1};
     encode_batch(&o, b, service, instance);
     /* RD_KAFKA_MSG_F_COPY: librdkafka keeps the message and its payload
      * in one allocation of the exact size while it waits for delivery. */

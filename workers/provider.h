@@ -48,6 +48,10 @@ typedef struct ifq_provider {
      * with err filled. */
     json_t *(*parse)(const ifq_deployment_t *dep, ifq_url_kind_t kind, long status,
                      const char *body, size_t len, ifq_upstream_err_t *err);
+    /* 1 when parse returns a 2xx answer exactly as it was received (only
+     * parsed, not translated): the worker then copies the response bytes
+     * into the result instead of encoding the tree again. */
+    int passthrough;
 } ifq_provider_t;
 
 /* The adapter for a provider name, or NULL. */

@@ -83,4 +83,5 @@ const ifq_provider_t ifq_provider_azure = {
     .name = "azure",
     .build = azure_build,
     .parse = azure_parse,
+    .passthrough = 1,
 };

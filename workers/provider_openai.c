@@ -70,4 +70,5 @@ const ifq_provider_t ifq_provider_openai = {
     .name = "openai",
     .build = openai_build,
     .parse = openai_parse,
+    .passthrough = 1,
 };

@@ -33,6 +33,7 @@
 #include "curl_loop.h"
 #include "envelope.h"
 #include "guard.h"
+#include "jsonbuf.h"
 #include "kafka.h"
 #include "limits.h"
 #include "log.h"
@@ -66,6 +67,19 @@
 #define MAX_PARTS 1024
 
 typedef enum { JOB_QUEUED, JOB_HTTP, JOB_WAIT_RETRY, JOB_PRODUCING } job_phase_t;
+
+/* The routed message's values a result carries over as they are, in the
+ * result's order (after metadata and attempts). */
+enum {
+    CARRY_METADATA,
+    CARRY_ATTEMPTS,
+    CARRY_TEAM,
+    CARRY_PROMPT,
+    CARRY_GUARDRAILS,
+    CARRY_ROUTING,
+    NCARRY
+};
+static const char *const carried_keys[] = {"team", "prompt", "guardrails", "routing"};
 
 struct consumer;
 struct worker;
@@ -103,12 +117,19 @@ typedef struct job {
 
     char *raw; /* the routed message's bytes (owned) until the outcome is encoded */
     size_t raw_len;
-    json_t *routed; /* parsed raw (owned), or NULL while parked */
-    json_t *ext;    /* routed.inferq (borrowed from routed) */
-    int dirty;      /* routed was changed since it was parsed: it cannot be parked */
-    char *ids;      /* owned: id NUL custom_id NUL */
-    const char *id; /* in ids */
-    const char *custom_id;
+    json_t *routed;       /* parsed raw (owned), or NULL while parked */
+    json_t *ext;          /* routed.inferq (borrowed from routed) */
+    int dirty;            /* routed was changed since it was parsed: it cannot be parked */
+    char *ids;            /* owned: the strings below, each NUL-terminated */
+    ifq_wreq_info_t info; /* id, custom_id, team, alias (in ids), received_ms */
+    const char *reply_to, *guard_policy, *cache_key; /* in ids; NULL when absent */
+    int64_t limit_minute, est_tokens;
+    /* Where the values a result carries over lie in raw (CARRY_*), so that
+     * a success is encoded from bytes, without parsing raw again
+     * (result_bytes); fast: they were found. */
+    ifq_jrange_t carry[NCARRY];
+    unsigned short n_prior; /* attempt records of earlier hops */
+    unsigned char fast, has_alias;
     ifq_url_kind_t kind;
     ifq_deployment_t *dep;
     int attempt; /* attempts made on this deployment */
@@ -514,7 +535,7 @@ static json_t *job_tree(job_t *j)
         j->routed = json_loadb(j->raw, j->raw_len, 0, &jerr);
         j->ext = json_object_get(j->routed, "inferq");
         if (!j->routed)
-            ifq_error("reparse_failed", "%s: %s", j->id, jerr.text);
+            ifq_error("reparse_failed", "%s: %s", j->info.id, jerr.text);
     }
     return j->routed;
 }
@@ -592,39 +613,61 @@ static json_t *result_base(job_t *j)
 {
     job_tree(j);
     json_t *md = json_object_get(j->routed, "metadata");
-    json_t *res = ifq_result_new(j->id, j->custom_id,
+    json_t *res = ifq_result_new(j->info.id, j->info.custom_id,
                                  json_string_value(json_object_get(j->ext, "model_requested")),
                                  json_is_object(md) ? md : NULL);
     json_t *ext = ifq_result_ext(res);
     json_object_set(ext, "attempts", json_object_get(j->ext, "attempts"));
     json_object_set_new(ext, "trace_id", json_stringn(j->traceparent + 3, 32));
     int64_t now = ifq_now_ms();
-    json_int_t received = json_integer_value(json_object_get(j->ext, "received_ms"));
+    json_int_t received = j->info.received_ms;
     json_object_set_new(ext, "timings_ms",
                         json_pack("{sI sI sI}", "queue", (json_int_t)(j->picked_ms - received),
                                   "model", (json_int_t)j->model_ms, "total",
                                   (json_int_t)(now - received)));
     json_object_set_new(ext, "finished_ms", json_integer(now));
-    static const char *const carried[] = {"team", "prompt", "guardrails", "routing"};
-    for (size_t i = 0; i < IFQ_ARRAY_LEN(carried); i++) {
-        json_t *v = json_object_get(j->ext, carried[i]);
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(carried_keys); i++) {
+        json_t *v = json_object_get(j->ext, carried_keys[i]);
         if (v)
-            json_object_set(ext, carried[i], v);
+            json_object_set(ext, carried_keys[i], v);
     }
     return res;
 }
 
+/* Hands the encoded result (j->out) to Kafka; oc says how the request
+ * ended, routed and res are for the request log (may be NULL when the
+ * team does not log). */
+static void finish_out(worker_t *w, job_t *j, const json_t *routed, const json_t *res,
+                       ifq_wreq_outcome_t *oc)
+{
+    const char *reply = j->reply_to ? j->reply_to : w->cfg->topic_replies;
+    set_out_topic(j, reply);
+    oc->reply_topic = reply;
+    oc->model_ms = j->model_ms;
+    ifq_wreq_finish(j->obs, w->producer, routed, res, oc);
+    j->final_state = oc->state;
+    produce_out(w, j);
+}
+
 static void finish_result(worker_t *w, job_t *j, json_t *res, const char *state)
 {
-    const char *reply = json_string_value(json_object_get(j->routed, "reply_to"));
-    set_out_topic(j, reply ? reply : w->cfg->topic_replies);
-    ifq_wreq_finish(j->obs, w->producer, j->routed, res, state,
-                    reply ? reply : w->cfg->topic_replies, j->model_ms);
+    const json_t *ext = ifq_result_ext(res);
+    const json_t *err = json_object_get(res, "error");
+    const json_t *usage = json_object_get(ext, "usage");
+    ifq_wreq_outcome_t oc = {
+        .state = state,
+        .err_code = json_string_value(json_object_get(err, "code")),
+        .err_msg = json_string_value(json_object_get(err, "message")),
+        .in_tok = json_integer_value(json_object_get(usage, "prompt_tokens")),
+        .out_tok = json_integer_value(json_object_get(usage, "completion_tokens")),
+        .cost = json_number_value(json_object_get(ext, "cost_usd")),
+        .attempts = (int)json_array_size(json_object_get(ext, "attempts")),
+    };
     j->out = ifq_json_dump(res, &j->out_len);
+    /* oc's strings are in res, which the request log needs too */
+    finish_out(w, j, j->routed, res, &oc);
     json_decref(res);
     job_release_routed(j);
-    j->final_state = state;
-    produce_out(w, j);
 }
 
 static void finish_error(worker_t *w, job_t *j, const char *status, const char *code,
@@ -676,81 +719,200 @@ static void usage_count(worker_t *w, consumer_t *c, json_int_t in_tok, json_int_
     c->usage.cost += cost;
 }
 
-/* Output guardrails on the model's answer, with the policy the broker chose.
- * Redactions change body in place. Returns 1 when the answer is blocked (the
- * job is then finished with guardrail_blocked and body released). */
-static int guard_output(worker_t *w, job_t *j, json_t *body)
+/* Output guardrails on the model's answer, with the policy the broker
+ * chose. Redactions change body in place. Returns 1 when the policy ran;
+ * v then holds its verdict (ifq_guard_verdict_clear it). */
+static int guard_output(worker_t *w, job_t *j, json_t *body, ifq_guard_verdict_t *v)
 {
-    if (!w->guard)
-        return 0;
-    const char *pn = json_string_value(json_object_get(j->ext, "guardrail_policy"));
-    const ifq_guard_policy_t *pol = ifq_guard_policy(w->guard, pn);
+    const ifq_guard_policy_t *pol = w->guard ? ifq_guard_policy(w->guard, j->guard_policy) : NULL;
     if (!pol)
         return 0;
-    ifq_guard_verdict_t v;
-    ifq_guard_verdict_init(&v);
+    ifq_guard_verdict_init(v);
     int64_t scan_start = ifq_now_ns();
-    ifq_guard_scan_response(pol, body, j->kind, &v);
-    ifq_wreq_guard(j->obs, scan_start, v.findings, v.blocked, v.blocked_by);
-    if (json_array_size(v.findings)) {
-        json_t *g = json_object_get(j->ext, "guardrails");
-        if (!json_is_object(g)) {
-            g = json_object();
-            json_object_set_new(j->ext, "guardrails", g);
-        }
-        json_object_set(g, "output", v.findings);
-        j->dirty = 1;
-    }
-    int blocked = v.blocked;
-    if (blocked) {
-        char msg[400];
-        snprintf(msg, sizeof(msg), "the model's answer was blocked by guardrails: %s",
-                 v.blocked_by);
-        json_decref(body);
-        finish_error(w, j, "failed", "guardrail_blocked", msg);
-    }
-    ifq_guard_verdict_clear(&v);
-    return blocked;
+    ifq_guard_scan_response(pol, body, j->kind, v);
+    ifq_wreq_guard(j->obs, scan_start, v->findings, v->blocked, v->blocked_by);
+    return 1;
 }
 
-static void finish_success(worker_t *w, job_t *j, long status, json_t *body)
+/* Appends the JSON value of raw at r, or dflt when absent, on one line. */
+static void put_carried(ifq_sb_t *b, const job_t *j, ifq_jrange_t r, const char *dflt)
 {
-    if (guard_output(w, j, body))
-        return;
-    json_t *res = result_base(j);
-    json_t *ext = ifq_result_ext(res);
-    json_object_set_new(ext, "deployment", json_string(j->dep->name));
+    if (r.len)
+        ifq_sb_json_compact(b, j->raw + r.off, r.len);
+    else
+        ifq_sb_putn(b, dflt, strlen(dflt));
+}
+
+/* A success's result, encoded from bytes: the values carried over from
+ * the routed message are copied from raw (found at intake, carry_find) and
+ * a passed-through answer from the response bytes resp, so that neither is
+ * parsed or encoded again. The result is the one result_base and
+ * ifq_result_set_response build as a tree, member for member. Returns the
+ * text (malloc'd) or NULL when out of memory. */
+static char *result_bytes(job_t *j, long status, const char *rid, const json_t *body,
+                          const char *resp, size_t resp_len, const json_t *usage, double cost,
+                          int64_t latency_ms, size_t *len)
+{
+    ifq_sb_t b = {0};
+    IFQ_SB_LIT(&b, "{\"id\":");
+    ifq_sb_str(&b, j->info.id);
+    IFQ_SB_LIT(&b, ",\"custom_id\":");
+    ifq_sb_str(&b, j->info.custom_id);
+    IFQ_SB_LIT(&b, ",\"response\":{\"status_code\":");
+    ifq_sb_i64(&b, status);
+    IFQ_SB_LIT(&b, ",\"request_id\":");
+    ifq_sb_str(&b, rid ? rid : "");
+    IFQ_SB_LIT(&b, ",\"body\":");
+    if (resp) {
+        ifq_sb_json_compact(&b, resp, resp_len);
+    } else {
+        char *t = ifq_json_dump(body, NULL);
+        if (t)
+            ifq_sb_putn(&b, t, strlen(t));
+        else
+            b.oom = 1;
+        free(t);
+    }
+    IFQ_SB_LIT(&b, "},\"error\":null,\"inferq\":{\"status\":\"succeeded\"");
+    if (j->has_alias) {
+        IFQ_SB_LIT(&b, ",\"model_requested\":");
+        ifq_sb_str(&b, j->info.alias);
+    }
+    IFQ_SB_LIT(&b, ",\"metadata\":");
+    put_carried(&b, j, j->carry[CARRY_METADATA], "{}");
+    IFQ_SB_LIT(&b, ",\"deployment\":");
+    ifq_sb_str(&b, j->dep->name);
+    /* the earlier hops' records, then this call's */
+    IFQ_SB_LIT(&b, ",\"attempts\":");
+    put_carried(&b, j, j->carry[CARRY_ATTEMPTS], "[]");
+    if (!b.oom && b.p[b.len - 1] == ']') {
+        b.len--;
+        if (b.p[b.len - 1] != '[')
+            IFQ_SB_LIT(&b, ",");
+    }
+    IFQ_SB_LIT(&b, "{\"deployment\":");
+    ifq_sb_str(&b, j->dep->name);
+    IFQ_SB_LIT(&b, ",\"attempt\":");
+    ifq_sb_i64(&b, j->attempt);
+    IFQ_SB_LIT(&b, ",\"latency_ms\":");
+    ifq_sb_i64(&b, latency_ms);
+    IFQ_SB_LIT(&b, ",\"status_code\":");
+    ifq_sb_i64(&b, status);
+    IFQ_SB_LIT(&b, "}],\"usage\":");
+    char *u = json_is_object(usage) ? ifq_json_dump(usage, NULL) : NULL;
+    if (u)
+        ifq_sb_putn(&b, u, strlen(u));
+    else
+        IFQ_SB_LIT(&b, "{}");
+    free(u);
+    IFQ_SB_LIT(&b, ",\"cost_usd\":");
+    ifq_sb_real(&b, cost);
+    int64_t now = ifq_now_ms();
+    int64_t received = j->info.received_ms;
+    IFQ_SB_LIT(&b, ",\"timings_ms\":{\"queue\":");
+    ifq_sb_i64(&b, j->picked_ms - received);
+    IFQ_SB_LIT(&b, ",\"model\":");
+    ifq_sb_i64(&b, j->model_ms);
+    IFQ_SB_LIT(&b, ",\"total\":");
+    ifq_sb_i64(&b, now - received);
+    IFQ_SB_LIT(&b, "},\"trace_id\":\"");
+    ifq_sb_putn(&b, j->traceparent + 3, 32);
+    IFQ_SB_LIT(&b, "\",\"finished_ms\":");
+    ifq_sb_i64(&b, now);
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(carried_keys); i++) {
+        ifq_jrange_t r = j->carry[CARRY_TEAM + i];
+        if (!r.len)
+            continue;
+        ifq_sb_printf(&b, ",\"%s\":", carried_keys[i]);
+        put_carried(&b, j, r, "null");
+    }
+    IFQ_SB_LIT(&b, ",\"cache_hit\":false}}");
+    return ifq_sb_take(&b, len);
+}
+
+/* The model answered (body: its OpenAI-shaped answer, owned; resp: the
+ * response bytes). */
+static void finish_success(worker_t *w, job_t *j, long status, json_t *body, const char *resp,
+                           size_t resp_len, int64_t latency_ms)
+{
+    ifq_guard_verdict_t v;
+    int guarded = guard_output(w, j, body, &v);
+    int changed = guarded && (v.blocked || json_array_size(v.findings));
+    /* From bytes unless the routed message's tree holds what its bytes do
+     * not (an earlier attempt of this hop, output findings), or the team
+     * logs requests (the log takes both as trees). */
+    int bytes = j->fast && !j->dirty && !changed && !ifq_wobs_logs_team(w->obs, j->info.team);
+    if (!bytes) {
+        job_tree(j);
+        add_attempt(j, attempt_record(j, status, NULL, NULL, latency_ms));
+    }
+    if (guarded) {
+        if (json_array_size(v.findings)) {
+            json_t *g = json_object_get(j->ext, "guardrails");
+            if (!json_is_object(g)) {
+                g = json_object();
+                json_object_set_new(j->ext, "guardrails", g);
+            }
+            json_object_set(g, "output", v.findings);
+        }
+        if (v.blocked) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "the model's answer was blocked by guardrails: %s",
+                     v.blocked_by);
+            json_decref(body);
+            ifq_guard_verdict_clear(&v);
+            finish_error(w, j, "failed", "guardrail_blocked", msg);
+            return;
+        }
+        ifq_guard_verdict_clear(&v);
+    }
     json_t *usage = json_object_get(body, "usage");
-    json_object_set_new(ext, "usage",
-                        json_is_object(usage) ? json_deep_copy(usage) : json_object());
     json_int_t in_tok = json_integer_value(json_object_get(usage, "prompt_tokens"));
     json_int_t out_tok = json_integer_value(json_object_get(usage, "completion_tokens"));
     double cost = ((double)in_tok * j->dep->price_input_per_mtok +
                    (double)out_tok * j->dep->price_output_per_mtok) /
                   1e6;
-    json_object_set_new(ext, "cost_usd", json_real(cost));
     usage_count(w, j->cons, in_tok, out_tok, cost);
     const char *rid =
         j->request_id ? j->request_id : json_string_value(json_object_get(body, "id"));
-    const char *team = json_string_value(json_object_get(j->ext, "team"));
-    if (team) {
-        ifq_limits_account(w->state, w->cfg->prefix, team,
-                           json_string_value(json_object_get(j->ext, "model_requested")),
-                           json_integer_value(json_object_get(j->ext, "limit_minute")),
-                           json_integer_value(json_object_get(j->ext, "est_tokens")),
+    if (*j->info.team)
+        ifq_limits_account(w->state, w->cfg->prefix, j->info.team,
+                           j->has_alias ? j->info.alias : NULL, j->limit_minute, j->est_tokens,
                            in_tok + out_tok, in_tok, out_tok, cost, ifq_now_ms());
-    }
-    const char *cache_key = json_string_value(json_object_get(j->ext, "cache_key"));
-    if (cache_key && status >= 200 && status < 300) {
-        json_t *entry = json_pack("{s{si ss sO} ss sO}", "response", "status_code", (int)status,
-                                  "request_id", rid ? rid : "", "body", body, "deployment",
-                                  j->dep->name, "usage", json_object_get(ext, "usage"));
-        ifq_cache_store(w->state, w->cfg, cache_key, entry);
+    if (j->cache_key && status >= 200 && status < 300) {
+        json_t *entry =
+            json_pack("{s{si ss sO} ss so}", "response", "status_code", (int)status, "request_id",
+                      rid ? rid : "", "body", body, "deployment", j->dep->name, "usage",
+                      json_is_object(usage) ? json_deep_copy(usage) : json_object());
+        ifq_cache_store(w->state, w->cfg, j->cache_key, entry);
         json_decref(entry);
     }
+    atomic_fetch_add(&w->n_succeeded, 1);
+    if (bytes) {
+        const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
+        /* the answer as received unless translated (no finding changed
+         * it, or this would be the tree path) */
+        int as_received = prov && prov->passthrough;
+        j->out = result_bytes(j, status, rid, body, as_received ? resp : NULL, resp_len, usage,
+                              cost, latency_ms, &j->out_len);
+        ifq_wreq_outcome_t oc = {.state = "succeeded",
+                                 .in_tok = in_tok,
+                                 .out_tok = out_tok,
+                                 .cost = cost,
+                                 .attempts = j->n_prior + 1};
+        json_decref(body);
+        finish_out(w, j, NULL, NULL, &oc);
+        job_release_routed(j);
+        return;
+    }
+    json_t *res = result_base(j);
+    json_t *ext = ifq_result_ext(res);
+    json_object_set_new(ext, "deployment", json_string(j->dep->name));
+    json_object_set_new(ext, "usage",
+                        json_is_object(usage) ? json_deep_copy(usage) : json_object());
+    json_object_set_new(ext, "cost_usd", json_real(cost));
     json_object_set_new(ext, "cache_hit", json_false());
     ifq_result_set_response(res, (int)status, rid, body);
-    atomic_fetch_add(&w->n_succeeded, 1);
     finish_result(w, j, res, "succeeded");
 }
 
@@ -780,8 +942,8 @@ static int failover(worker_t *w, job_t *j)
     j->out = ifq_json_dump(j->routed, &j->out_len);
     j->final_state = NULL;
     atomic_fetch_add(&w->n_failover, 1);
-    ifq_log_req(IFQ_LOG_INFO, "failover", j->traceparent, j->custom_id,
-                json_pack("{ss ss ss}", "id", j->id, "from", j->dep->name, "to", next->name),
+    ifq_log_req(IFQ_LOG_INFO, "failover", j->traceparent, j->info.custom_id,
+                json_pack("{ss ss ss}", "id", j->info.id, "from", j->dep->name, "to", next->name),
                 "chain step %d", (int)hop + 1);
     job_release_routed(j);
     produce_out(w, j);
@@ -873,7 +1035,7 @@ static void start_attempt(worker_t *w, job_t *j)
     ifq_wreq_attempt_start(j->obs, j->dep, j->kind, j->attempt);
     if (!prov ||
         prov->build(j->dep, j->kind, json_object_get(routed, "body"), key, &hr, &uerr) != IFQ_OK) {
-        ifq_wreq_attempt_end(j->obs, routed, 0, NULL, "invalid_request", uerr.message);
+        ifq_wreq_attempt_end(j->obs, 0, NULL, "invalid_request", uerr.message);
         add_attempt(j, attempt_record(j, 0, "invalid_request", uerr.message, 0));
         slot_release(j);
         if (failover(w, j) < 0)
@@ -972,7 +1134,6 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     long status = 0;
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
     http_detach(w, j);
-    job_tree(j);
     int64_t latency = (ifq_mono_us() - j->attempt_start_us) / 1000;
     j->model_ms += latency;
 
@@ -1001,27 +1162,34 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
         body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
     }
+    if (body) {
+        /* the response bytes stay until the result is encoded */
+        char *resp = j->resp;
+        size_t resp_len = j->resp_len;
+        j->resp = NULL;
+        http_release(j);
+        ifq_wreq_attempt_end(j->obs, status, body, NULL, NULL);
+        circuit_record(w, j, 1, 0);
+        slot_release(j);
+        finish_success(w, j, status, body, resp, resp_len, latency);
+        free(resp);
+        return;
+    }
     http_release(j);
-    json_t *rec =
-        attempt_record(j, status, body ? NULL : uerr.type, body ? NULL : uerr.message, latency);
+    job_tree(j);
+    json_t *rec = attempt_record(j, status, uerr.type, uerr.message, latency);
     /* libcurl never got to send the request (the connection was not made
      * in time, or refused): the provider cannot have seen or billed it. */
     if (status == 0 && j->sends == 0)
         json_object_set_new(rec, "request_sent", json_false());
     add_attempt(j, rec);
-    ifq_wreq_attempt_end(j->obs, j->routed, status, body, body ? NULL : uerr.type,
-                         body ? NULL : uerr.message);
-    circuit_record(w, j, body != NULL,
+    ifq_wreq_attempt_end(j->obs, status, NULL, uerr.type, uerr.message);
+    circuit_record(w, j, 0,
                    (status == 0 && !dropped) || status >= 500 ||
                        strcmp(uerr.type, "malformed_response") == 0);
-    if (body) {
-        slot_release(j);
-        finish_success(w, j, status, body);
-        return;
-    }
-    ifq_log_req(IFQ_LOG_INFO, "attempt_failed", j->traceparent, j->custom_id,
-                json_pack("{ss ss si sI ss}", "id", j->id, "deployment", j->dep->name, "attempt",
-                          j->attempt, "status", (json_int_t)status, "type", uerr.type),
+    ifq_log_req(IFQ_LOG_INFO, "attempt_failed", j->traceparent, j->info.custom_id,
+                json_pack("{ss ss si sI ss}", "id", j->info.id, "deployment", j->dep->name,
+                          "attempt", j->attempt, "status", (json_int_t)status, "type", uerr.type),
                 "%s", uerr.message);
 
     /* A timeout cut short by the deadline is the deadline passing, even
@@ -1040,7 +1208,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
          * stays uncommitted, so the next worker retries it) rather than
          * turned into a final error. */
         slot_release(j);
-        ifq_info("handed_back", "%s: retryable failure while draining", j->id);
+        ifq_info("handed_back", "%s: retryable failure while draining", j->info.id);
         job_free(w, j);
         return;
     }
@@ -1253,12 +1421,12 @@ static void produce_out(worker_t *w, job_t *j)
 {
     j->phase = JOB_PRODUCING;
     if (!j->out || !j->out_topic) {
-        ifq_error("produce_failed", "%s: out of memory", j->id);
+        ifq_error("produce_failed", "%s: out of memory", j->info.id);
         w->fatal = 1; /* nothing committed: the request is redelivered */
         return;
     }
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    rd_kafka_header_add(h, "inferq-id", -1, j->id, -1);
+    rd_kafka_header_add(h, "inferq-id", -1, j->info.id, -1);
     rd_kafka_header_add(h, "traceparent", -1, j->traceparent, -1);
     rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
     char att[16];
@@ -1267,8 +1435,8 @@ static void produce_out(worker_t *w, job_t *j)
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->producer, RD_KAFKA_V_TOPIC(j->out_topic), RD_KAFKA_V_VALUE(j->out, j->out_len),
-            RD_KAFKA_V_KEY((void *)j->custom_id, strlen(j->custom_id)), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
+            RD_KAFKA_V_KEY((void *)j->info.custom_id, strlen(j->info.custom_id)),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(w->producer, 10);
             continue;
@@ -1306,7 +1474,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
     if (j->final_state) {
         const char *kv[] = {"deployment", j->dep ? j->dep->name : ""};
-        ifq_state_queue(w->state, j->custom_id, j->id, j->final_state, kv, 2);
+        ifq_state_queue(w->state, j->info.custom_id, j->info.id, j->final_state, kv, 2);
     }
     /* The hop's spans go now, not beside the result (worker_obs.h). */
     ifq_wreq_send(j->obs, w->producer, &w->spans_out);
@@ -1327,6 +1495,78 @@ static rd_kafka_message_t *next_message(consumer_t *c)
             return m;
     }
     return rd_kafka_consume_queue(c->q, 0);
+}
+
+/* Copies the routed message's strings the job needs after its tree is
+ * dropped into one block (j->ids). Returns 0, or -1 when the id or
+ * custom_id is missing (the message is dead-lettered) or out of memory. */
+static int job_strings(job_t *j)
+{
+    const json_t *ext = j->ext;
+    const char *src[] = {
+        json_string_value(json_object_get(ext, "id")),
+        json_string_value(json_object_get(j->routed, "custom_id")),
+        json_string_value(json_object_get(ext, "team")),
+        json_string_value(json_object_get(ext, "model_requested")),
+        json_string_value(json_object_get(j->routed, "reply_to")),
+        json_string_value(json_object_get(ext, "guardrail_policy")),
+        json_string_value(json_object_get(ext, "cache_key")),
+    };
+    const char *dst[IFQ_ARRAY_LEN(src)];
+    if (!src[0] || !src[1])
+        return -1;
+    size_t total = 0;
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(src); i++)
+        total += src[i] ? strlen(src[i]) + 1 : 0;
+    char *p = j->ids = malloc(total);
+    if (!p)
+        return -1;
+    for (size_t i = 0; i < IFQ_ARRAY_LEN(src); i++) {
+        dst[i] = NULL;
+        if (src[i]) {
+            size_t n = strlen(src[i]) + 1;
+            memcpy(p, src[i], n);
+            dst[i] = p;
+            p += n;
+        }
+    }
+    j->info.id = dst[0];
+    j->info.custom_id = dst[1];
+    j->info.team = dst[2] ? dst[2] : "";
+    j->info.alias = dst[3] ? dst[3] : "";
+    j->has_alias = dst[3] != NULL;
+    j->reply_to = dst[4];
+    j->guard_policy = dst[5];
+    j->cache_key = dst[6];
+    j->info.received_ms = json_integer_value(json_object_get(ext, "received_ms"));
+    j->limit_minute = json_integer_value(json_object_get(ext, "limit_minute"));
+    j->est_tokens = json_integer_value(json_object_get(ext, "est_tokens"));
+    return 0;
+}
+
+/* Finds where the values a result carries over lie in j->raw (j->carry).
+ * Returns 1, or 0 when they cannot be taken as bytes: the result is then
+ * built from the tree. */
+static int carry_find(job_t *j)
+{
+    static const char *const top[] = {"metadata", "inferq"};
+    static const char *const in_ext[] = {"attempts", "team", "prompt", "guardrails", "routing"};
+    ifq_jrange_t t[2], e[IFQ_ARRAY_LEN(in_ext)];
+    if (!json_is_array(json_object_get(j->ext, "attempts")) ||
+        json_array_size(json_object_get(j->ext, "attempts")) > 1000 ||
+        ifq_json_members(j->raw, j->raw_len, top, 2, t) < 0 || !t[1].len ||
+        ifq_json_members(j->raw + t[1].off, t[1].len, in_ext, IFQ_ARRAY_LEN(in_ext), e) < 0)
+        return 0;
+    /* metadata other than an object is written as {}, as by ifq_result_new */
+    j->carry[CARRY_METADATA] =
+        json_is_object(json_object_get(j->routed, "metadata")) ? t[0] : (ifq_jrange_t){0, 0};
+    for (size_t k = 0; k < IFQ_ARRAY_LEN(in_ext); k++) {
+        j->carry[CARRY_ATTEMPTS + k] = e[k];
+        if (e[k].len)
+            j->carry[CARRY_ATTEMPTS + k].off += t[1].off;
+    }
+    j->n_prior = (unsigned short)json_array_size(json_object_get(j->ext, "attempts"));
+    return 1;
 }
 
 static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_message_t *m)
@@ -1352,21 +1592,12 @@ static job_t *job_from_message(worker_t *w, consumer_t *c, const rd_kafka_messag
     json_error_t jerr;
     j->routed = json_loadb(m->payload, m->len, 0, &jerr);
     j->ext = json_object_get(j->routed, "inferq");
-    const char *id = json_string_value(json_object_get(j->ext, "id"));
-    const char *cid = json_string_value(json_object_get(j->routed, "custom_id"));
-    if (id && cid) {
-        size_t il = strlen(id) + 1, cl = strlen(cid) + 1;
-        j->ids = malloc(il + cl);
-        if (j->ids) {
-            memcpy(j->ids, id, il);
-            memcpy(j->ids + il, cid, cl);
-            j->id = j->ids;
-            j->custom_id = j->ids + il;
-            j->raw = malloc(m->len ? m->len : 1); /* without it the tree is kept */
-        }
+    if (job_strings(j) == 0) {
+        j->raw = malloc(m->len ? m->len : 1); /* without it the tree is kept */
         if (j->raw) {
             memcpy(j->raw, m->payload, m->len);
             j->raw_len = m->len;
+            j->fast = carry_find(j);
         }
     }
     j->model_ms = json_integer_value(json_object_get(j->ext, "model_ms"));
@@ -1400,7 +1631,7 @@ static void dead_letter(worker_t *w, job_t *j, const rd_kafka_message_t *m, cons
     ifq_kafka_dlq_headers(h, why, "undecodable", j->topic, j->partition, j->offset);
     j->phase = JOB_PRODUCING;
     j->final_state = NULL;
-    j->custom_id = "";
+    j->info.custom_id = "";
     rd_kafka_resp_err_t err = rd_kafka_producev(
         w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq), RD_KAFKA_V_VALUE(m->payload, m->len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(j),
@@ -1461,11 +1692,11 @@ static void intake(worker_t *w, consumer_t *c)
             continue;
         }
         job_t *j = job_from_message(w, c, m);
-        if (!j->id || !j->custom_id || !json_is_object(json_object_get(j->routed, "body"))) {
+        if (!j->info.id || !json_is_object(json_object_get(j->routed, "body"))) {
             dead_letter(w, j, m,
                         "not a routed inferq request (missing inferq.id, custom_id or body)");
         } else {
-            j->obs = ifq_wreq_begin(w->obs, j->routed, j->traceparent, c->dep,
+            j->obs = ifq_wreq_begin(w->obs, j->routed, &j->info, j->traceparent, c->dep,
                                     rd_kafka_message_timestamp(m, NULL));
             batch[n++] = j;
         }
@@ -1478,8 +1709,8 @@ static void intake(worker_t *w, consumer_t *c)
     const char *cids[BATCH], *ids[BATCH];
     int done[BATCH];
     for (int i = 0; i < n; i++) {
-        cids[i] = batch[i]->custom_id;
-        ids[i] = batch[i]->id;
+        cids[i] = batch[i]->info.custom_id;
+        ids[i] = batch[i]->info.id;
     }
     if (ifq_state_final_many(w->state, (size_t)n, cids, ids, done) != IFQ_OK)
         ifq_warn("idempotency_check_failed", "redis unreachable; calling the model anyway");
@@ -1488,12 +1719,12 @@ static void intake(worker_t *w, consumer_t *c)
         if (done[i]) {
             atomic_fetch_add(&w->n_skipped, 1);
             ifq_wobs_duplicate(w->obs, c->dep->name);
-            ifq_debug("duplicate_skipped", "%s already answered", j->id);
+            ifq_debug("duplicate_skipped", "%s already answered", j->info.id);
             job_done(w, j);
             continue;
         }
         const char *kv[] = {"deployment", c->dep->name};
-        ifq_state_queue(w->state, j->custom_id, j->id, "running", kv, 2);
+        ifq_state_queue(w->state, j->info.custom_id, j->info.id, "running", kv, 2);
         c->inflight++;
         atomic_fetch_add(&w->proc->dep_inflight[c->dep - w->cfg->deployments], 1);
         atomic_fetch_add(&w->inflight_gauge, 1);

@@ -57,6 +57,12 @@ struct ifq_wreq {
     int traced; /* sampled, spans not recorded yet */
     int64_t enq_ns, picked_ns;
     json_int_t hop;
+    const ifq_wreq_info_t *info; /* the job's */
+    /* the routed body's max_tokens (or max_completion_tokens) and
+     * temperature, for the attempt spans; has_*: present */
+    int64_t max_tokens;
+    double temperature;
+    unsigned char has_max_tokens, has_temperature;
     /* the attempt under way, recorded as a span when it ends */
     int64_t att_start_ns;
     ifq_url_kind_t att_kind;
@@ -260,21 +266,9 @@ void ifq_wobs_duplicate(ifq_wobs_t *o, const char *deployment)
         ifq_counter_add(o->m.duplicates, (const char *[]){deployment}, 1);
 }
 
-static const char *str_or_empty(const json_t *v)
-{
-    const char *s = json_string_value(v);
-    return s ? s : "";
-}
-
-/* A string of the routed message's "inferq" object, or "". */
-static const char *ext_str(const json_t *routed, const char *key)
-{
-    const char *s = json_string_value(json_object_get(json_object_get(routed, "inferq"), key));
-    return s ? s : "";
-}
-
-ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *traceparent,
-                           const ifq_deployment_t *dep, int64_t enqueued_ms)
+ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const ifq_wreq_info_t *info,
+                           const char *traceparent, const ifq_deployment_t *dep,
+                           int64_t enqueued_ms)
 {
     if (!o)
         return NULL;
@@ -283,6 +277,7 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
         return NULL;
     r->o = o;
     r->dep = dep;
+    r->info = info;
     r->picked_ns = ifq_now_ns();
     int64_t enq_ns = enqueued_ms > 0 ? enqueued_ms * 1000000 : r->picked_ns;
     if (enq_ns > r->picked_ns)
@@ -296,19 +291,31 @@ ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *trac
     r->enq_ns = enq_ns;
     r->hop_dep = dep;
     r->hop = json_integer_value(json_object_get(json_object_get(routed, "inferq"), "hop"));
+    const json_t *body = json_object_get(routed, "body");
+    json_t *mt = json_object_get(body, "max_tokens");
+    if (!json_is_integer(mt))
+        mt = json_object_get(body, "max_completion_tokens");
+    if (json_is_integer(mt)) {
+        r->has_max_tokens = 1;
+        r->max_tokens = json_integer_value(mt);
+    }
+    json_t *temp = json_object_get(body, "temperature");
+    if (json_is_number(temp)) {
+        r->has_temperature = 1;
+        r->temperature = json_number_value(temp);
+    }
     return r;
 }
 
 /* Records the hop's queue wait and its worker.request span (still open)
- * the first time it is needed; routed is the routed message. */
-static void ensure_spans(ifq_wreq_t *r, const json_t *routed)
+ * the first time it is needed. */
+static void ensure_spans(ifq_wreq_t *r)
 {
     if (!r->traced)
         return;
     r->traced = 0;
     const ifq_deployment_t *dep = r->hop_dep;
-    const char *cid = json_string_value(json_object_get(routed, "custom_id"));
-    r->sp = ifq_spans_new(r->ctx.trace_id, cid ? cid : "", ext_str(routed, "id"));
+    r->sp = ifq_spans_new(r->ctx.trace_id, r->info->custom_id, r->info->id);
     ifq_span_t *q =
         ifq_span_start(r->sp, "queue.wait", IFQ_SPAN_INTERNAL, r->ctx.span_id, NULL, r->enq_ns);
     ifq_span_str(q, "inferq.deployment", dep->name);
@@ -321,9 +328,9 @@ static void ensure_spans(ifq_wreq_t *r, const json_t *routed)
     ifq_span_str(r->req, "messaging.destination.name", dep->topic);
     ifq_span_str(r->req, "inferq.deployment", dep->name);
     ifq_span_int(r->req, "inferq.hop", r->hop);
-    if (*ext_str(routed, "team"))
-        ifq_span_str(r->req, "inferq.team", ext_str(routed, "team"));
-    ifq_span_str(r->req, "inferq.alias", ext_str(routed, "model_requested"));
+    if (*r->info->team)
+        ifq_span_str(r->req, "inferq.team", r->info->team);
+    ifq_span_str(r->req, "inferq.alias", r->info->alias);
     ifq_span_int(r->req, "inferq.queue_wait_ms", (r->picked_ns - r->enq_ns) / 1000000);
 }
 
@@ -387,8 +394,8 @@ void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_
         ifq_counter_add(r->o->m.retries, (const char *[]){dep->name}, 1);
 }
 
-/* The attempt's span, from what its start recorded and the routed message. */
-static ifq_span_t *attempt_span(ifq_wreq_t *r, const json_t *routed, int64_t start_ns)
+/* The attempt's span, from what its start recorded. */
+static ifq_span_t *attempt_span(ifq_wreq_t *r, int64_t start_ns)
 {
     const ifq_deployment_t *dep = r->dep;
     char name[160];
@@ -399,26 +406,21 @@ static ifq_span_t *attempt_span(ifq_wreq_t *r, const json_t *routed, int64_t sta
     ifq_span_str(s, "gen_ai.operation.name", op);
     ifq_span_str(s, "gen_ai.provider.name", provider_name(dep->provider));
     ifq_span_str(s, "gen_ai.request.model", dep->model ? dep->model : dep->name);
-    const json_t *body = json_object_get(routed, "body");
-    json_t *mt = json_object_get(body, "max_tokens");
-    if (!json_is_integer(mt))
-        mt = json_object_get(body, "max_completion_tokens");
-    if (json_is_integer(mt))
-        ifq_span_int(s, "gen_ai.request.max_tokens", json_integer_value(mt));
-    json_t *temp = json_object_get(body, "temperature");
-    if (json_is_number(temp))
-        ifq_span_double(s, "gen_ai.request.temperature", json_number_value(temp));
+    if (r->has_max_tokens)
+        ifq_span_int(s, "gen_ai.request.max_tokens", r->max_tokens);
+    if (r->has_temperature)
+        ifq_span_double(s, "gen_ai.request.temperature", r->temperature);
     server_attrs(s, dep->base_url);
     ifq_span_str(s, "inferq.deployment", dep->name);
     ifq_span_int(s, "inferq.attempt", r->att_no);
-    if (*ext_str(routed, "team"))
-        ifq_span_str(s, "inferq.team", ext_str(routed, "team"));
-    ifq_span_str(s, "inferq.alias", ext_str(routed, "model_requested"));
+    if (*r->info->team)
+        ifq_span_str(s, "inferq.team", r->info->team);
+    ifq_span_str(s, "inferq.alias", r->info->alias);
     return s;
 }
 
-void ifq_wreq_attempt_end(ifq_wreq_t *r, const json_t *routed, long status, const json_t *resp,
-                          const char *err_type, const char *err_msg)
+void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
+                          const char *err_msg)
 {
     if (!r || !r->dep)
         return;
@@ -430,10 +432,10 @@ void ifq_wreq_attempt_end(ifq_wreq_t *r, const json_t *routed, long status, cons
         ifq_histogram_observe(r->o->m.model_latency, (const char *[]){r->dep->name, outcome},
                               (double)(now - start) / 1e9);
     r->att_start_ns = 0;
-    ensure_spans(r, routed);
+    ensure_spans(r);
     if (!r->sp)
         return;
-    ifq_span_t *s = attempt_span(r, routed, start);
+    ifq_span_t *s = attempt_span(r, start);
     if (status)
         ifq_span_int(s, "http.response.status_code", status);
     const char *rm = json_string_value(json_object_get(resp, "model"));
@@ -520,31 +522,33 @@ static void produce_spans(ifq_wreq_t *r, rd_kafka_t *rk)
     ifq_counter_add(r->o->m.spans, (const char *[]){ok ? "produced" : "dropped"}, 1);
 }
 
+int ifq_wobs_logs_team(const ifq_wobs_t *o, const char *team)
+{
+    const ifq_team_t *t = o && team && *team ? ifq_config_team(o->cfg, team) : NULL;
+    return t && t->log_requests;
+}
+
 /* The opt-in request log: the request as routed (the broker's input
  * guardrails already redacted it) and the result (after the output
  * guardrails). Provider keys never reach either. */
 static void log_request(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
                         const char *state)
 {
-    const char *team =
-        json_string_value(json_object_get(json_object_get(routed, "inferq"), "team"));
-    const ifq_team_t *t = team ? ifq_config_team(r->o->cfg, team) : NULL;
-    if (!t || !t->log_requests)
+    const ifq_wreq_info_t *in = r->info;
+    if (!routed || !res || !ifq_wobs_logs_team(r->o, in->team))
         return;
-    json_t *rec = json_pack("{sI ss ss ss ss ss ss s{sO* sO*} sO}", "time_ms",
-                            (json_int_t)(ifq_now_ns() / 1000000), "id", ext_str(routed, "id"),
-                            "custom_id", str_or_empty(json_object_get(routed, "custom_id")),
-                            "trace_id", r->ctx.trace_id, "team", team, "status", state,
-                            "model_requested", ext_str(routed, "model_requested"), "request", "url",
-                            json_object_get(routed, "url"), "body", json_object_get(routed, "body"),
-                            "result", res);
+    json_t *rec = json_pack(
+        "{sI ss ss ss ss ss ss s{sO* sO*} sO}", "time_ms", (json_int_t)(ifq_now_ns() / 1000000),
+        "id", in->id, "custom_id", in->custom_id, "trace_id", r->ctx.trace_id, "team", in->team,
+        "status", state, "model_requested", in->alias, "request", "url",
+        json_object_get(routed, "url"), "body", json_object_get(routed, "body"), "result", res);
     size_t len = 0;
     char *text = rec ? ifq_json_dump(rec, &len) : NULL;
     json_decref(rec);
-    const char *key = json_string_value(json_object_get(routed, "custom_id"));
+    const char *key = in->custom_id;
     int ok = text && rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(r->o->cfg->topic_logs),
                                        RD_KAFKA_V_VALUE(text, len),
-                                       RD_KAFKA_V_KEY((void *)key, key ? strlen(key) : 0),
+                                       RD_KAFKA_V_KEY((void *)key, strlen(key)),
                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
                                        RD_KAFKA_V_OPAQUE(&ifq_wobs_tag), RD_KAFKA_V_END) == 0;
     if (!ok)
@@ -553,62 +557,53 @@ static void log_request(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, con
 }
 
 void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
-                     const char *state, const char *reply_topic, int64_t model_ms)
+                     const ifq_wreq_outcome_t *oc)
 {
     if (!r)
         return;
-    const json_t *rext = json_object_get(res, "inferq");
-    const char *team = ext_str(routed, "team");
-    const char *alias = ext_str(routed, "model_requested");
+    const char *team = r->info->team;
+    const char *alias = r->info->alias;
     const char *dep = r->dep ? r->dep->name : "";
-    const json_t *err = json_object_get(res, "error");
-    const char *code = json_string_value(json_object_get(err, "code"));
-    ifq_counter_add(r->o->m.requests, (const char *[]){state, code ? code : "", team, alias, dep},
-                    1);
+    const char *code = oc->err_code;
+    ifq_counter_add(r->o->m.requests,
+                    (const char *[]){oc->state, code ? code : "", team, alias, dep}, 1);
     int64_t now = ifq_now_ns();
-    json_int_t received =
-        json_integer_value(json_object_get(json_object_get(routed, "inferq"), "received_ms"));
+    int64_t received = r->info->received_ms;
     if (received > 0) {
         double total = (double)(now / 1000000 - received) / 1e3;
         if (total < 0)
             total = 0;
-        double overhead = total - (double)model_ms / 1e3;
-        ifq_histogram_observe(r->o->m.duration, (const char *[]){dep, state}, total);
+        double overhead = total - (double)oc->model_ms / 1e3;
+        ifq_histogram_observe(r->o->m.duration, (const char *[]){dep, oc->state}, total);
         ifq_histogram_observe(r->o->m.overhead, (const char *[]){dep}, overhead > 0 ? overhead : 0);
     }
-    json_t *usage = json_object_get(rext, "usage");
-    json_int_t in = json_integer_value(json_object_get(usage, "prompt_tokens"));
-    json_int_t out = json_integer_value(json_object_get(usage, "completion_tokens"));
-    double cost = json_number_value(json_object_get(rext, "cost_usd"));
+    int64_t in = oc->in_tok, out = oc->out_tok;
     if (in > 0)
         ifq_counter_add(r->o->m.tokens, (const char *[]){team, dep, "input"}, (double)in);
     if (out > 0)
         ifq_counter_add(r->o->m.tokens, (const char *[]){team, dep, "output"}, (double)out);
-    if (cost > 0)
-        ifq_counter_add(r->o->m.cost, (const char *[]){team, dep}, cost);
-    log_request(r, rk, routed, res, state);
-    ensure_spans(r, routed);
+    if (oc->cost > 0)
+        ifq_counter_add(r->o->m.cost, (const char *[]){team, dep}, oc->cost);
+    log_request(r, rk, routed, res, oc->state);
+    ensure_spans(r);
     if (r->sp) {
         ifq_span_t *s = ifq_span_start(r->sp, "worker.reply", IFQ_SPAN_PRODUCER,
                                        ifq_span_id(r->req), NULL, now);
         ifq_span_str(s, "messaging.system", "kafka");
         ifq_span_str(s, "messaging.operation.type", "send");
-        ifq_span_str(s, "messaging.destination.name", reply_topic);
+        ifq_span_str(s, "messaging.destination.name", oc->reply_topic);
         ifq_span_end(s, now);
-        ifq_span_str(r->req, "inferq.status", state);
-        ifq_span_int(r->req, "inferq.attempts",
-                     (int64_t)json_array_size(json_object_get(rext, "attempts")));
-        ifq_span_int(r->req, "inferq.model_ms", model_ms);
+        ifq_span_str(r->req, "inferq.status", oc->state);
+        ifq_span_int(r->req, "inferq.attempts", oc->attempts);
+        ifq_span_int(r->req, "inferq.model_ms", oc->model_ms);
         if (in > 0 || out > 0) {
             ifq_span_int(r->req, "gen_ai.usage.input_tokens", in);
             ifq_span_int(r->req, "gen_ai.usage.output_tokens", out);
         }
-        if (json_is_number(json_object_get(rext, "cost_usd")))
-            ifq_span_double(r->req, "inferq.cost_usd", cost);
+        ifq_span_double(r->req, "inferq.cost_usd", oc->cost);
         if (code) {
             char msg[600];
-            snprintf(msg, sizeof(msg), "%s: %s", code,
-                     str_or_empty(json_object_get(err, "message")));
+            snprintf(msg, sizeof(msg), "%s: %s", code, oc->err_msg ? oc->err_msg : "");
             ifq_span_str(r->req, "error.type", code);
             ifq_span_status(r->req, IFQ_STATUS_ERROR, msg);
         } else {
@@ -625,7 +620,7 @@ void ifq_wreq_failover(ifq_wreq_t *r, rd_kafka_t *rk, json_t *routed, const char
         return;
     const char *from = r->dep ? r->dep->name : "";
     ifq_counter_add(r->o->m.failovers, (const char *[]){from, next_deployment}, 1);
-    ensure_spans(r, routed);
+    ensure_spans(r);
     if (r->sp) {
         int64_t now = ifq_now_ns();
         ifq_span_t *s = ifq_span_start(r->sp, "worker.failover", IFQ_SPAN_PRODUCER,

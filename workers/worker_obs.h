@@ -40,42 +40,65 @@ void ifq_wobs_backlog(ifq_wobs_t *o, int paused);
 /* A duplicate skipped by the idempotency check. */
 void ifq_wobs_duplicate(ifq_wobs_t *o, const char *deployment);
 
+/* What the metrics and spans need of a routed message besides its body,
+ * taken from it once when the worker receives it (the worker keeps these
+ * while it does not keep the message's tree). Strings are "" when absent;
+ * the struct and its strings must outlive the ifq_wreq_t. */
+typedef struct ifq_wreq_info {
+    const char *id, *custom_id, *team, *alias; /* alias: inferq.model_requested */
+    int64_t received_ms;                       /* inferq.received_ms, 0 when absent */
+} ifq_wreq_info_t;
+
 /* A request taken from a per-model topic. routed is borrowed for the call
- * only (the request keeps none of it; the calls below that need it take it
- * again). traceparent is the routed message's context (its span id is the parent
- * of this hop's spans); enqueued_ms the routed message's Kafka timestamp.
- * Returns NULL when out of memory; every ifq_wreq_* accepts NULL. */
-ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const char *traceparent,
-                           const ifq_deployment_t *dep, int64_t enqueued_ms);
+ * only (its body's max_tokens and temperature and its inferq.hop are
+ * copied); info is kept (see above). traceparent is the routed message's
+ * context (its span id is the parent of this hop's spans); enqueued_ms the
+ * routed message's Kafka timestamp. Returns NULL when out of memory; every
+ * ifq_wreq_* accepts NULL. */
+ifq_wreq_t *ifq_wreq_begin(ifq_wobs_t *o, const json_t *routed, const ifq_wreq_info_t *info,
+                           const char *traceparent, const ifq_deployment_t *dep,
+                           int64_t enqueued_ms);
 /* Releases a request that ends without a result (handed back while
  * draining). NULL is a no-op. */
 void ifq_wreq_destroy(ifq_wreq_t *r);
 
-/* One provider call: started and ended (routed = the routed message,
- * borrowed for the call: its body's max_tokens and temperature, its team
- * and alias; resp = the parsed answer or NULL; status 0 when there was no
- * HTTP response; err_type NULL on success). The spans of a sampled request
- * are recorded from the end of its first call on (see worker_obs.c). */
+/* One provider call: started and ended (resp = the parsed answer or NULL;
+ * status 0 when there was no HTTP response; err_type NULL on success). The spans of a sampled
+ * request are recorded from the end of its first call on (see worker_obs.c). */
 void ifq_wreq_attempt_start(ifq_wreq_t *r, const ifq_deployment_t *dep, ifq_url_kind_t kind,
                             int attempt);
-void ifq_wreq_attempt_end(ifq_wreq_t *r, const json_t *routed, long status, const json_t *resp,
-                          const char *err_type, const char *err_msg);
+void ifq_wreq_attempt_end(ifq_wreq_t *r, long status, const json_t *resp, const char *err_type,
+                          const char *err_msg);
 /* Output guardrails ran from start_ns to now with these findings (array of
  * finding objects, borrowed). */
 void ifq_wreq_guard(ifq_wreq_t *r, int64_t start_ns, const json_t *findings, int blocked,
                     const char *blocked_by);
 
-/* The request leaves this worker: the result res (borrowed; its inferq
- * object says status, usage, cost, error) goes to reply_topic. routed is
- * the routed message (borrowed for the call). Records the
- * metrics, ends the spans, and, when the team logs requests, writes the
- * request (as routed: redacted by the input guardrails) and the result
- * (after the output guardrails) to the logs topic. The spans are produced
+/* How a request ended, for ifq_wreq_finish. */
+typedef struct ifq_wreq_outcome {
+    const char *state;              /* succeeded, failed, expired */
+    const char *err_code, *err_msg; /* the result's error; NULL on success */
+    int64_t in_tok, out_tok;        /* usage; 0 when unknown */
+    double cost;                    /* cost_usd */
+    int attempts;                   /* the result's attempt records */
+    int64_t model_ms;               /* time in model calls, every hop */
+    const char *reply_topic;
+} ifq_wreq_outcome_t;
+
+/* The request leaves this worker with the outcome oc, its result going to
+ * oc->reply_topic. Records the metrics, ends the spans, and, when the
+ * team logs requests (ifq_wobs_logs_team), writes the request as routed
+ * (routed: redacted by the input guardrails) and the result res (after
+ * the output guardrails) to the logs topic; both are borrowed for the
+ * call and may be NULL when the team does not log. The spans are produced
  * by ifq_wreq_send once the result is delivered: the hop's trace message
  * then does not sit in the producer beside its result (at thousands of
  * results at once, that was 2-3 KB of memory per request in flight). */
 void ifq_wreq_finish(ifq_wreq_t *r, rd_kafka_t *rk, const json_t *routed, const json_t *res,
-                     const char *state, const char *reply_topic, int64_t model_ms);
+                     const ifq_wreq_outcome_t *oc);
+/* 1 when the team's requests go to the logs topic (ifq_wreq_finish then
+ * needs the routed message and the result as trees). */
+int ifq_wobs_logs_team(const ifq_wobs_t *o, const char *team);
 /* The request moves to the next deployment of its chain (next_topic).
  * Writes a new traceparent (this hop's hand-off span as the parent of the
  * next hop) into traceparent (size bytes) and into routed.inferq, ends

@@ -482,6 +482,7 @@ struct fm_directives {
     char retry_after[FM_RETRY_AFTER_MAX + 1];
     long latency_ms;
     bool hang, malformed, drop;
+    bool pretty; /* chat answer indented over several lines, as OpenAI's API writes it */
     long fail_first; /* -1 = none */
     const char *key; /* borrowed from the scanned text; NULL = none */
     size_t key_len;
@@ -542,6 +543,8 @@ static int fm_directives_parse(const char *text, size_t n, struct fm_directives 
             d->malformed = true;
         } else if (fm_name_is(name, nl, "drop")) {
             d->drop = true;
+        } else if (fm_name_is(name, nl, "pretty")) {
+            d->pretty = true;
         } else if (fm_name_is(name, nl, "fail_first")) {
             if (!fm_parse_long(v, vl, 0, FM_FAIL_FIRST_MAX, &num))
                 goto bad;
@@ -765,7 +768,8 @@ static enum MHD_Result fm_send_error(struct fm_req *r, struct MHD_Connection *c,
 static enum MHD_Result fm_send_json(struct fm_req *r, struct MHD_Connection *c, unsigned status,
                                     json_t *j, size_t flags, bool malformed)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT | flags) : NULL;
+    /* JSON_INDENT in flags: indented, with a space after ':' */
+    char *s = j ? json_dumps(j, (flags & JSON_INDENT(31)) ? flags : JSON_COMPACT | flags) : NULL;
     json_decref(j);
     if (!s)
         return fm_send_error(r, c, 500, "fake: could not build the response", "server_error", NULL,
@@ -1161,7 +1165,7 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
         ret = fm_stream(r, c, true, id, model, created, a, ans.len,
                         fm_stream_usage_wanted(req) ? usage : NULL, malformed);
         json_decref(usage);
-    } else if (!cfg.slow_json && fm_chat_json(&out, id, created, model, a, ans.len, prompt_tokens,
+    } else if (!cfg.slow_json && !d->pretty && fm_chat_json(&out, id, created, model, a, ans.len, prompt_tokens,
                                               completion_tokens)) {
         json_decref(usage);
         ret = fm_send_buf(r, c, 200, &out, "application/json", malformed);
@@ -1171,7 +1175,7 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
             "object", "chat.completion", "created", created, "model", model, "system_fingerprint",
             FM_FINGERPRINT, "choices", "index", 0, "message", "role", "assistant", "content", a,
             ans.len, "refusal", "logprobs", "finish_reason", "stop", "usage", usage);
-        ret = fm_send_json(r, c, 200, resp, 0, malformed);
+        ret = fm_send_json(r, c, 200, resp, d->pretty ? JSON_INDENT(2) : 0, malformed);
     }
     free(out.p);
     free(ans.p);
