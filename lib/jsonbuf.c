@@ -16,7 +16,7 @@ void ifq_sb_grow(ifq_sb_t *b, size_t need)
         return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + need + 1)
-        cap += cap / 2;
+        cap += cap / 2 + 1;
     char *p = b->borrowed ? malloc(cap) : realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
@@ -32,7 +32,14 @@ void ifq_sb_grow(ifq_sb_t *b, size_t need)
 char *ifq_sb_take(ifq_sb_t *b, size_t *len)
 {
     char *p = NULL;
-    if (!b->oom && !b->borrowed && b->p) {
+    if (!b->oom && b->borrowed && b->p) {
+        p = malloc(b->len + 1);
+        if (p) {
+            memcpy(p, b->p, b->len);
+            p[b->len] = '\0';
+        }
+        *len = p ? b->len : 0;
+    } else if (!b->oom && b->p) {
         p = b->p;
         *len = b->len;
     } else {

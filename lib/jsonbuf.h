@@ -43,8 +43,9 @@ static inline void ifq_sb_putn(ifq_sb_t *b, const char *s, size_t n)
 
 #define IFQ_SB_LIT(b, lit) ifq_sb_putn((b), (lit), sizeof(lit) - 1)
 
-/* Hands over the buffer (malloc'd, NUL-terminated; NULL after an
- * allocation failed) and its length; b is empty afterwards. */
+/* Hands over the text (malloc'd, NUL-terminated: a borrowed buffer is
+ * copied; NULL when nothing was written or an allocation failed) and its
+ * length; b is empty afterwards. */
 char *ifq_sb_take(ifq_sb_t *b, size_t *len);
 /* Frees what b owns. */
 void ifq_sb_free(ifq_sb_t *b);
