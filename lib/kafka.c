@@ -107,9 +107,14 @@ static int conf_bounded_prefetch(rd_kafka_conf_t *conf, const ifq_config_t *cfg,
                                  char *errstr, size_t errstr_size)
 {
     /* librdkafka stops fetching a partition when the queue it is forwarded
-     * to holds queued.min.messages messages or queued.max.messages.kbytes. */
-    long msgs = max_buffered < 100 ? 100 : max_buffered;
-    long kbytes = msgs * IFQ_KAFKA_PREFETCH_BYTES_PER_MSG / 1024;
+     * to holds queued.min.messages messages or queued.max.messages.kbytes.
+     * A quarter of the cap is enough to refill the slots that free up while
+     * the next fetch is under way (at 10,000 requests/s, 500 messages last
+     * 50 ms, the longest a fetch waits); the whole cap held about 0.6 KB
+     * more per request in flight (tests/bench/README.md). */
+    long msgs = max_buffered / 4 < 100 ? 100 : max_buffered / 4;
+    long kbytes = (long)(max_buffered < 100 ? 100 : max_buffered) *
+                  IFQ_KAFKA_PREFETCH_BYTES_PER_MSG / 1024;
     if (kbytes < 1024)
         kbytes = 1024;
     if (kbytes > 16384)

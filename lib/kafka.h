@@ -33,8 +33,8 @@ rd_kafka_t *ifq_kafka_consumer_new(const ifq_config_t *cfg, const char *group_id
 /* The same, for a consumer that never has more than max_buffered messages
  * in progress (a worker's in-flight cap), so reading further ahead only
  * costs memory: each queue its partitions are forwarded to (or the consumer
- * queue) stops pre-fetching at max_buffered messages (at least 100) or
- * max_buffered KiB (1-16 MiB), and one fetch brings at most 32 KiB per
+ * queue) stops pre-fetching at a quarter of max_buffered messages (at
+ * least 100) or max_buffered KiB (1-16 MiB), and one fetch brings at most 32 KiB per
  * partition (a larger message still arrives whole). max_buffered <= 0 is
  * ifq_kafka_consumer_new (16 MiB per queue). kafka.properties in the config
  * override each of these. */

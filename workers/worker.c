@@ -108,18 +108,14 @@ typedef struct job {
     struct job *prev, *next;
     struct worker *w;
     struct consumer *cons;
-    job_phase_t phase;
     const char *topic; /* the consumer's lane topic it came from (or topic_own) */
     char *topic_own;   /* owned copy when it is none of them */
-    int32_t partition;
     int64_t offset;
-    unsigned gen;
 
     char *raw; /* the routed message's bytes (owned) until the outcome is encoded */
     size_t raw_len;
     json_t *routed;       /* parsed raw (owned), or NULL while parked */
     json_t *ext;          /* routed.inferq (borrowed from routed) */
-    int dirty;            /* routed was changed since it was parsed: it cannot be parked */
     char *ids;            /* owned: the strings below, each NUL-terminated */
     ifq_wreq_info_t info; /* id, custom_id, team, alias (in ids), received_ms */
     const char *reply_to, *guard_policy, *cache_key; /* in ids; NULL when absent */
@@ -132,21 +128,18 @@ typedef struct job {
     unsigned char fast, has_alias;
     ifq_url_kind_t kind;
     ifq_deployment_t *dep;
-    int attempt; /* attempts made on this deployment */
     int64_t deadline_ms;
     int64_t picked_ms; /* wall clock when the worker took it */
     ifq_timer_t timer; /* armed in JOB_WAIT_RETRY */
     char traceparent[56];
 
     CURL *easy;
-    int shard; /* 1 + the index in w->multis of the multi easy is in; 0: none */
     struct hdr_block *hdrs;
     char *req_body;
     char *resp;
-    size_t resp_len, resp_cap;
-    int resp_too_big;
-    char retry_after[64];
-    char *request_id; /* x-request-id of the last answer (owned), or NULL */
+    uint32_t resp_len, resp_cap; /* at most 2 * MAX_RESPONSE_BYTES */
+    int64_t retry_at_ms; /* when the last answer's Retry-After allows a retry (wall clock), or 0 */
+    char *request_id;    /* x-request-id of the last answer (owned), or NULL */
     int64_t attempt_start_us;
     int sends;           /* times libcurl was about to send this attempt's request */
     int deadline_capped; /* this attempt's timeout is the time left to the deadline */
@@ -156,10 +149,20 @@ typedef struct job {
     int lane;     /* ifq_priority_t of the request */
     char *out;    /* the produced value (result or failover routed message) */
     size_t out_len;
-    char *out_topic;         /* owned */
+    const char *out_topic;   /* the reply topic (in ids or the config) or out_topic_own */
+    char *out_topic_own;     /* a failover's lane topic */
     const char *final_state; /* for Redis after delivery */
     int to_default;          /* result re-sent to the default reply topic */
     ifq_wreq_t *obs;         /* metrics and spans of this hop (worker_obs.h) */
+
+    /* the small fields together: no padding holes in thousands of jobs */
+    job_phase_t phase;
+    int32_t partition;
+    unsigned gen;
+    int dirty;   /* routed was changed since it was parsed: it cannot be parked */
+    int attempt; /* attempts made on this deployment */
+    int shard;   /* 1 + the index in w->multis of the multi easy is in; 0: none */
+    int resp_too_big;
 } job_t;
 
 /* The request's lines (hr's, then traceparent, then "Expect:" so that
@@ -517,7 +520,7 @@ static void job_free(worker_t *w, job_t *j)
     free(j->req_body);
     free(j->resp);
     free(j->out);
-    free(j->out_topic);
+    free(j->out_topic_own);
     free(j->request_id);
     free(j->topic_own);
     free(j->ids);
@@ -562,10 +565,13 @@ static void job_release_routed(job_t *j)
     j->raw = NULL;
 }
 
-static void set_out_topic(job_t *j, const char *topic)
+/* Sets where j->out goes: topic is kept as it is (it must outlive the
+ * job), or copied when own. */
+static void set_out_topic(job_t *j, const char *topic, int own)
 {
-    free(j->out_topic);
-    j->out_topic = strdup(topic);
+    free(j->out_topic_own);
+    j->out_topic_own = own ? strdup(topic) : NULL;
+    j->out_topic = own ? j->out_topic_own : topic;
 }
 
 /* Appends an attempt record (owned) to the routed message's attempts. */
@@ -641,7 +647,7 @@ static void finish_out(worker_t *w, job_t *j, const json_t *routed, const json_t
                        ifq_wreq_outcome_t *oc)
 {
     const char *reply = j->reply_to ? j->reply_to : w->cfg->topic_replies;
-    set_out_topic(j, reply);
+    set_out_topic(j, reply, 0);
     oc->reply_topic = reply;
     oc->model_ms = j->model_ms;
     ifq_wreq_finish(j->obs, w->producer, routed, res, oc);
@@ -936,7 +942,7 @@ static int failover(worker_t *w, job_t *j)
     json_object_set_new(j->ext, "model_ms", json_integer(j->model_ms));
     char topic[IFQ_MAX_TOPIC + 1];
     ifq_lane_topic(w->cfg, next, j->lane, topic, sizeof(topic));
-    set_out_topic(j, topic);
+    set_out_topic(j, topic, 1);
     ifq_wreq_failover(j->obs, w->producer, j->routed, next->name, topic, j->traceparent,
                       sizeof(j->traceparent));
     j->out = ifq_json_dump(j->routed, &j->out_len);
@@ -968,10 +974,10 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         if (!r)
             return 0;
         j->resp = r;
-        j->resp_cap = cap;
+        j->resp_cap = (uint32_t)cap;
     }
     memcpy(j->resp + j->resp_len, ptr, n);
-    j->resp_len += n;
+    j->resp_len += (uint32_t)n;
     j->resp[j->resp_len] = '\0';
     return n;
 }
@@ -997,7 +1003,13 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     job_t *j = ud;
     size_t n = size * nmemb;
-    header_value(ptr, n, "retry-after", j->retry_after, sizeof(j->retry_after));
+    char ra[64] = "";
+    header_value(ptr, n, "retry-after", ra, sizeof(ra));
+    if (ra[0]) {
+        int64_t now = ifq_now_ms(), after = ifq_retry_after_ms(ra, now);
+        if (after >= 0)
+            j->retry_at_ms = now + after;
+    }
     char rid[128] = "";
     header_value(ptr, n, "x-request-id", rid, sizeof(rid));
     if (rid[0]) {
@@ -1046,7 +1058,7 @@ static void start_attempt(worker_t *w, job_t *j)
     j->resp_len = 0;
     j->resp_too_big = 0;
     j->sends = 0;
-    j->retry_after[0] = '\0';
+    j->retry_at_ms = 0;
     free(j->request_id);
     j->request_id = NULL;
     free(j->req_body);
@@ -1215,7 +1227,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     if (uerr.retryable && j->attempt < w->cfg->max_attempts) {
         int64_t delay =
             ifq_backoff_ms(j->attempt, w->cfg->backoff_base_ms, w->cfg->backoff_max_ms, rand01(w));
-        int64_t ra = ifq_retry_after_ms(j->retry_after[0] ? j->retry_after : NULL, now);
+        int64_t ra = j->retry_at_ms ? j->retry_at_ms - now : 0;
         if (ra > delay)
             delay = ra;
         if (!j->deadline_ms || now + delay < j->deadline_ms) {
@@ -1461,7 +1473,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             ifq_warn("reply_topic_failed", "%s: %s; using %s", j->out_topic,
                      rd_kafka_err2str(m->err), w->cfg->topic_replies);
             j->to_default = 1;
-            set_out_topic(j, w->cfg->topic_replies);
+            set_out_topic(j, w->cfg->topic_replies, 0);
             produce_out(w, j);
             return;
         }

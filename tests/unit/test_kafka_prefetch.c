@@ -60,7 +60,7 @@ static void bounded_by_the_inflight_cap(void **state)
     rd_kafka_t *rk = consumer(cfg, 2000);
     char v[64];
     conf_value(rk, "queued.min.messages", v, sizeof(v));
-    assert_string_equal(v, "2000");
+    assert_string_equal(v, "500"); /* a quarter of the cap */
     conf_value(rk, "queued.max.messages.kbytes", v, sizeof(v));
     assert_string_equal(v, "2000");
     conf_value(rk, "fetch.message.max.bytes", v, sizeof(v));
@@ -108,7 +108,7 @@ static void config_properties_win(void **state)
     conf_value(rk, "fetch.message.max.bytes", v, sizeof(v));
     assert_string_equal(v, "2097152");
     conf_value(rk, "queued.min.messages", v, sizeof(v));
-    assert_string_equal(v, "2000"); /* not set in the config: still bounded */
+    assert_string_equal(v, "500"); /* not set in the config: still bounded */
     rd_kafka_destroy(rk);
     ifq_config_destroy(cfg);
 }
