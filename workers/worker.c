@@ -55,10 +55,12 @@
  * requests cut Kafka's CPU per request beside a worker at thousands of
  * results a second (tests/bench/bench_worker.py --threads 2, one run each:
  * 2 ms 37.7 µs, 10 ms 27.6 µs, 20 ms 24.2 µs), but every millisecond holds
- * results and spans in memory: 10 ms with a 100 ms decay (below) saved
- * about 0.5 KB per request in flight and cost 6% more worker CPU per
- * request, 3 points of throughput (tests/bench/README.md). */
-#define WORKER_LINGER_MS 20
+ * results and spans in memory. 10 ms with a 100 ms decay (below): 19.1-19.7
+ * KB per request in flight where 20 ms with 300 ms held 21.0-22.6, at the
+ * same throughput and 1-2 µs more worker CPU per request (alternating runs,
+ * tests/bench/README.md). When the loop was the bottleneck, the same change
+ * cost 3 points of throughput; results are encoded from bytes since. */
+#define WORKER_LINGER_MS 10
 /* In-flight calls per libcurl multi handle, so per connection cache: libcurl
  * walks a host's connections, busy ones included, to find a free one
  * (curl_loop.h). With 2,000 on one multi that walk was a tenth of the
@@ -314,12 +316,12 @@ typedef struct proc {
  *   and the event loop frees stays in those threads' arenas, each keeping
  *   its own free pages: about 3 KB of peak RSS per request in flight, with
  *   no CPU cost measured for the single arena;
- * - free pages go back to the kernel after 300 ms instead of 10 s, by a
- *   background thread, so not on the event loop: about 1 KB less peak RSS
- *   per request in flight at the same CPU (100 ms saved 0.5 KB more for
- *   about 3% more CPU; dirty_decay_ms:0 on the loop itself saved 3 KB but
- *   cost 15%). */
-const char *malloc_conf = "narenas:1,background_thread:true,dirty_decay_ms:300";
+ * - free pages go back to the kernel after 100 ms instead of 10 s, by a
+ *   background thread, so not on the event loop: 300 ms saved about 1 KB of
+ *   peak RSS per request in flight at the same CPU, 100 ms with the 10 ms
+ *   linger above about 2 KB for 1-2% more (dirty_decay_ms:0 on the loop
+ *   itself saved 3 KB but cost 15%). */
+const char *malloc_conf = "narenas:1,background_thread:true,dirty_decay_ms:100";
 
 static volatile sig_atomic_t stop_requested;
 
