@@ -140,8 +140,10 @@ typedef struct job {
     char *req_body;
     char *resp;
     uint32_t resp_len, resp_cap; /* at most 2 * MAX_RESPONSE_BYTES */
-    int64_t retry_at_ms; /* when the last answer's Retry-After allows a retry (wall clock), or 0 */
-    char *request_id;    /* x-request-id of the last answer (owned), or NULL */
+    /* the last answer's Retry-After in ms (an HTTP date as the time left to
+     * it when the header came), or -1; waited from the end of the answer */
+    int64_t retry_after_ms;
+    char *request_id; /* x-request-id of the last answer (owned), or NULL */
     int64_t attempt_start_us;
     int sends;           /* times libcurl was about to send this attempt's request */
     int deadline_capped; /* this attempt's timeout is the time left to the deadline */
@@ -1007,11 +1009,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     char ra[64] = "";
     header_value(ptr, n, "retry-after", ra, sizeof(ra));
-    if (ra[0]) {
-        int64_t now = ifq_now_ms(), after = ifq_retry_after_ms(ra, now);
-        if (after >= 0)
-            j->retry_at_ms = now + after;
-    }
+    if (ra[0])
+        j->retry_after_ms = ifq_retry_after_ms(ra, ifq_now_ms());
     char rid[128] = "";
     header_value(ptr, n, "x-request-id", rid, sizeof(rid));
     if (rid[0]) {
@@ -1060,7 +1059,7 @@ static void start_attempt(worker_t *w, job_t *j)
     j->resp_len = 0;
     j->resp_too_big = 0;
     j->sends = 0;
-    j->retry_at_ms = 0;
+    j->retry_after_ms = -1;
     free(j->request_id);
     j->request_id = NULL;
     free(j->req_body);
@@ -1229,7 +1228,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     if (uerr.retryable && j->attempt < w->cfg->max_attempts) {
         int64_t delay =
             ifq_backoff_ms(j->attempt, w->cfg->backoff_base_ms, w->cfg->backoff_max_ms, rand01(w));
-        int64_t ra = j->retry_at_ms ? j->retry_at_ms - now : 0;
+        int64_t ra = j->retry_after_ms;
         if (ra > delay)
             delay = ra;
         if (!j->deadline_ms || now + delay < j->deadline_ms) {
