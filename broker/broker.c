@@ -1121,7 +1121,7 @@ int main(int argc, char **argv)
                      instance ? instance : "0");
     }
     b.producer = ifq_kafka_producer_new(b.cfg, dr_cb, &b, txn_id[0] ? txn_id : NULL,
-                                        BROKER_LINGER_MS, errstr, sizeof(errstr));
+                                        BROKER_LINGER_MS, -1, errstr, sizeof(errstr));
     if (!b.producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
         goto out;
@@ -1152,7 +1152,7 @@ int main(int argc, char **argv)
         }
     }
     if (b.transactions) {
-        b.side = ifq_kafka_producer_new(b.cfg, side_dr_cb, &b, NULL, BROKER_LINGER_MS, errstr,
+        b.side = ifq_kafka_producer_new(b.cfg, side_dr_cb, &b, NULL, BROKER_LINGER_MS, -1, errstr,
                                         sizeof(errstr));
         if (!b.side) {
             ifq_error("startup_failed", "producer: %s", errstr);

@@ -55,7 +55,7 @@ fail:
 rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                    void *opaque, const char *transactional_id, int linger_ms,
-                                   char *errstr, size_t errstr_size)
+                                   int copy_max_bytes, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = base_conf(cfg, errstr, errstr_size);
     if (!conf)
@@ -67,16 +67,19 @@ rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
     }
     /* Defaults first; an operator's kafka.properties were applied already
      * and must win, so only set what they did not. */
-    char linger[16];
+    char linger[16], copy_max[16];
     snprintf(linger, sizeof(linger), "%d", linger_ms);
+    snprintf(copy_max, sizeof(copy_max), "%d", copy_max_bytes);
     const char *const defaults[][2] = {
         {"enable.idempotence", "true"},
         {"linger.ms", linger},
         {"compression.codec", "lz4"},
         {"message.max.bytes", "67108864"},
+        {"message.copy.max.bytes", copy_max_bytes >= 0 ? copy_max : NULL},
     };
     for (size_t i = 0; i < IFQ_ARRAY_LEN(defaults); i++) {
-        if (cfg->kafka_props && json_object_get(cfg->kafka_props, defaults[i][0]))
+        if (!defaults[i][1] ||
+            (cfg->kafka_props && json_object_get(cfg->kafka_props, defaults[i][0])))
             continue;
         if (conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) < 0) {
             rd_kafka_conf_destroy(conf);
@@ -113,8 +116,8 @@ static int conf_bounded_prefetch(rd_kafka_conf_t *conf, const ifq_config_t *cfg,
      * 50 ms, the longest a fetch waits); the whole cap held about 0.6 KB
      * more per request in flight (tests/bench/README.md). */
     long msgs = max_buffered / 4 < 100 ? 100 : max_buffered / 4;
-    long kbytes = (long)(max_buffered < 100 ? 100 : max_buffered) *
-                  IFQ_KAFKA_PREFETCH_BYTES_PER_MSG / 1024;
+    long kbytes =
+        (long)(max_buffered < 100 ? 100 : max_buffered) * IFQ_KAFKA_PREFETCH_BYTES_PER_MSG / 1024;
     if (kbytes < 1024)
         kbytes = 1024;
     if (kbytes > 16384)

@@ -10,14 +10,17 @@
 #include "config.h"
 
 /* A producer tuned for the gateway: idempotent, lz4, lingering linger_ms
- * before sending a batch (unless kafka.properties sets linger.ms).
+ * before sending a batch (unless kafka.properties sets linger.ms), and
+ * with message.copy.max.bytes = copy_max_bytes unless that is < 0 (0:
+ * produce requests refer to the messages' payloads instead of copying
+ * them, which are kept until their delivery report anyway).
  * Delivery reports go to dr_cb (may be NULL). opaque is the rd_kafka opaque.
  * transactional_id (may be NULL) makes it a transactional producer; the
  * caller then runs rd_kafka_init_transactions. */
 rd_kafka_t *ifq_kafka_producer_new(const ifq_config_t *cfg,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                    void *opaque, const char *transactional_id, int linger_ms,
-                                   char *errstr, size_t errstr_size);
+                                   int copy_max_bytes, char *errstr, size_t errstr_size);
 
 /* A consumer in group_id with manual offset commits and offsets stored only
  * by the caller. Reads from the earliest offset when the group has none.

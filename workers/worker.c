@@ -61,6 +61,15 @@
  * tests/bench/README.md). When the loop was the bottleneck, the same change
  * cost 3 points of throughput; results are encoded from bytes since. */
 #define WORKER_LINGER_MS 10
+/* librdkafka copies each message of up to message.copy.max.bytes (64 KB by
+ * default) into its produce request, lz4 then compresses that copy, and
+ * the copy lives until Kafka acknowledges the request, beside the message
+ * itself, which is kept for its delivery report. Results and spans are
+ * most of the worker's bytes to Kafka (a span message is about 4 KB), so
+ * the requests refer to the payloads instead: 19.07 / 19.58 KB per request
+ * in flight against 19.46 / 20.18, and a little less CPU (alternating runs,
+ * tests/bench/README.md). */
+#define WORKER_COPY_MAX_BYTES 0
 /* In-flight calls per libcurl multi handle, so per connection cache: libcurl
  * walks a host's connections, busy ones included, to find a free one
  * (curl_loop.h). With 2,000 on one multi that walk was a tenth of the
@@ -1966,8 +1975,8 @@ static int loop_init(proc_t *p, worker_t *w, ifq_deployment_t **served, int nser
     }
     if (ifq_state_async_start(w->state, errstr, sizeof(errstr)) != IFQ_OK)
         ifq_warn("state_writer_failed", "%s; writing Redis from the event loop", errstr);
-    w->producer =
-        ifq_kafka_producer_new(w->cfg, dr_cb, w, NULL, WORKER_LINGER_MS, errstr, sizeof(errstr));
+    w->producer = ifq_kafka_producer_new(w->cfg, dr_cb, w, NULL, WORKER_LINGER_MS,
+                                         WORKER_COPY_MAX_BYTES, errstr, sizeof(errstr));
     if (!w->producer) {
         ifq_error("startup_failed", "producer: %s", errstr);
         return -1;

@@ -216,7 +216,7 @@ int cli_client_open(cli_client_t *c, const char *reply_topic, int with_producer,
     char errstr[512];
     ifq_config_t *cfg = c->cfg;
     if (with_producer) {
-        c->producer = ifq_kafka_producer_new(cfg, dr_cb, c, NULL, 2, errstr, sizeof(errstr));
+        c->producer = ifq_kafka_producer_new(cfg, dr_cb, c, NULL, 2, -1, errstr, sizeof(errstr));
         if (!c->producer) {
             fprintf(stderr, "inferq: %s\n", errstr);
             return CLI_INFRA;

@@ -1,7 +1,9 @@
 /*
  * test_kafka_prefetch.c - the consumer's pre-fetch bounds: sized from the
  * in-flight cap by ifq_kafka_consumer_new_bounded, the 16 MiB default
- * otherwise, and kafka.properties from the config always win.
+ * otherwise, and kafka.properties from the config always win. Also the
+ * producer's message.copy.max.bytes (the worker's produce requests refer
+ * to payloads instead of copying them), under the same rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -113,12 +115,54 @@ static void config_properties_win(void **state)
     ifq_config_destroy(cfg);
 }
 
+static rd_kafka_t *producer(const ifq_config_t *cfg, int copy_max_bytes)
+{
+    char err[512] = "";
+    rd_kafka_t *rk =
+        ifq_kafka_producer_new(cfg, NULL, NULL, NULL, 10, copy_max_bytes, err, sizeof(err));
+    assert_non_null(rk);
+    return rk;
+}
+
+static void producer_copy_max_bytes(void **state)
+{
+    (void)state;
+    ifq_config_t *cfg = parse(base_cfg);
+    char v[64];
+    rd_kafka_t *rk = producer(cfg, 0);
+    conf_value(rk, "message.copy.max.bytes", v, sizeof(v));
+    assert_string_equal(v, "0");
+    conf_value(rk, "linger.ms", v, sizeof(v));
+    assert_string_equal(v, "10");
+    rd_kafka_destroy(rk);
+    rk = producer(cfg, -1); /* librdkafka's own default */
+    conf_value(rk, "message.copy.max.bytes", v, sizeof(v));
+    assert_string_equal(v, "65535");
+    rd_kafka_destroy(rk);
+    ifq_config_destroy(cfg);
+
+    static const char props[] = "kafka:\n"
+                                "  bootstrap_servers: \"127.0.0.1:9\"\n"
+                                "  properties:\n"
+                                "    message.copy.max.bytes: 4096\n"
+                                "deployments:\n"
+                                "  d:\n"
+                                "    base_url: http://127.0.0.1:9/v1\n";
+    cfg = parse(props);
+    rk = producer(cfg, 0);
+    conf_value(rk, "message.copy.max.bytes", v, sizeof(v));
+    assert_string_equal(v, "4096");
+    rd_kafka_destroy(rk);
+    ifq_config_destroy(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bounded_by_the_inflight_cap),
         cmocka_unit_test(unbounded_keeps_the_16_mib_default),
         cmocka_unit_test(config_properties_win),
+        cmocka_unit_test(producer_copy_max_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
