@@ -555,6 +555,19 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, timeout: float
                 raise
 
 
+def serve_teams(g: "Gateway", teams: Iterable[str]):
+    """For a module fixture: creates the request topics of teams, starts g's
+    broker and one worker, yields g, and stops it at the end, where every
+    program must exit 0."""
+    for team in teams:
+        ensure_topic(g.env.bootstrap, f"{g.requests}.{team}", 4)
+    g.start_broker()
+    g.start_worker()
+    yield g
+    codes = g.stop()
+    assert all(rc == 0 for rc in codes.values()), codes
+
+
 class TopicReader:
     """Reads one or more topics from their high watermarks as they were when
     the reader was created (assign, no group). Create it BEFORE producing:

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from ifq_e2e import (Gateway, Produce, ReplyCollector, TopicReader, chat, content_of, deployment,
-                     describe, ensure_topic, unique)
+                     describe, serve_teams, unique)
 
 CARD = "4111 1111 1111 1111"
 
@@ -34,13 +34,7 @@ def gw(stack_env, workdir, fake):
                 "blockers": {"models": ["chat"], "guardrail_policy": "block-cards"},
             },
         })
-    for team in ("redactors", "blockers"):
-        ensure_topic(stack_env.bootstrap, f"{g.requests}.{team}", 4)
-    g.start_broker()
-    g.start_worker()
-    yield g
-    codes = g.stop()
-    assert all(rc == 0 for rc in codes.values()), codes
+    yield from serve_teams(g, ("redactors", "blockers"))
 
 
 def run(gw, reqs, topic):

@@ -21,7 +21,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from ifq_e2e import (FakeModel, Gateway, Produce, ReplyCollector, chat, deployment, describe,
-                     ensure_topic, unique, wait_until)
+                     serve_teams, unique, wait_until)
 
 KEY = "sk-leak-" + secrets.token_hex(16)  # the deployment's valid key
 WRONG = "sk-wrong-" + secrets.token_hex(16)  # a key the model server refuses
@@ -72,12 +72,7 @@ def gw(stack_env, workdir, fake):
             "teams": {"pii": {"models": ["chat", "broken"], "guardrail_policy": "redact-pii",
                               "log_requests": True}},
         })
-    ensure_topic(stack_env.bootstrap, f"{g.requests}.pii", 4)
-    g.start_broker()
-    g.start_worker()
-    yield g
-    codes = g.stop()
-    assert all(rc == 0 for rc in codes.values()), codes
+    yield from serve_teams(g, ("pii",))
 
 
 def read_all(bootstrap: str, topics: list[str]) -> list:

@@ -27,7 +27,7 @@ import urllib.request
 import pytest
 
 from ifq_e2e import (FakeModel, Gateway, Produce, ReplyCollector, TopicReader, chat, deployment,
-                     describe, ensure_topic, now_ms, unique, wait_until)
+                     describe, now_ms, serve_teams, unique, wait_until)
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "bob.smith@example.com"
@@ -157,13 +157,7 @@ def gw(stack_env, workdir, fakes):
             },
             "trace": {"sample_rate": 1.0},
         })
-    for team in ("loggers", "blockers"):
-        ensure_topic(stack_env.bootstrap, f"{g.requests}.{team}", 4)
-    g.start_broker()
-    g.start_worker()
-    yield g
-    codes = g.stop()
-    assert all(rc == 0 for rc in codes.values()), codes
+    yield from serve_teams(g, ("loggers", "blockers"))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import json
 
 import pytest
 
-from ifq_e2e import (Gateway, Produce, ReplyCollector, chat, deployment, describe, ensure_topic,
+from ifq_e2e import (Gateway, Produce, ReplyCollector, chat, deployment, describe, serve_teams,
                      unique)
 
 TEAMS = ("bytes", "trees")  # names of one length: the prompts then count the same tokens
@@ -46,13 +46,7 @@ def gw(stack_env, workdir, fake):
             "bytes": {"models": ["chat", "fo"]},
             "trees": {"models": ["chat", "fo"], "log_requests": True},
         }})
-    for team in TEAMS:
-        ensure_topic(stack_env.bootstrap, f"{g.requests}.{team}", 4)
-    g.start_broker()
-    g.start_worker()
-    yield g
-    codes = g.stop()
-    assert all(rc == 0 for rc in codes.values()), codes
+    yield from serve_teams(g, TEAMS)
 
 
 def requests_for(team):
