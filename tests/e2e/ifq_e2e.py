@@ -690,6 +690,15 @@ def embed(custom_id: str, text: str, model: str = "embed-default", **extra) -> d
     return r
 
 
+def send_chats(gw: "Gateway", ids: Iterable[str], text: str = "hello"):
+    """Produces one chat request per custom_id in ids to gw's request topic,
+    keyed by it, whose message is text and the id."""
+    p = Produce(gw.env.bootstrap)
+    for cid in ids:
+        p.send(gw.requests, chat(cid, f"{text} {cid}"), key=cid)
+    p.flush()
+
+
 def content_of(result: dict) -> str:
     return result["response"]["body"]["choices"][0]["message"]["content"]
 

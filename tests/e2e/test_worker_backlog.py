@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from ifq_e2e import (Produce, ReplyCollector, TopicReader, chat, deployment, describe,
-                     admin_metric, unique, wait_until)
+from ifq_e2e import (ReplyCollector, TopicReader, admin_metric, deployment, describe, send_chats,
+                     unique, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,6 @@ def gw(make_gateway, fake):
 LINGER_MS = 6000  # the worker's producer holds each message this long
 
 
-def produce(gw, ids):
-    p = Produce(gw.env.bootstrap)
-    for cid in ids:
-        p.send(gw.requests, chat(cid, f"hello {cid}"), key=cid)
-    p.flush()
-
-
 def test_no_new_request_while_kafka_has_not_taken_the_results(gw, fake):
     tag = unique("bl-")
     first = [f"{tag}-a{i}" for i in range(3)]
@@ -55,7 +48,7 @@ def test_no_new_request_while_kafka_has_not_taken_the_results(gw, fake):
     replies = ReplyCollector(gw.env.bootstrap, gw.replies, watch=gw)
     routed = TopicReader(gw.env.bootstrap, gw.topic("model.bl"), watch=gw)
     try:
-        produce(gw, first)
+        send_chats(gw, first)
         # before: a moment before the first call (the fake had none), so
         # before the first result was produced
         before, deadline = time.monotonic(), time.monotonic() + 60
@@ -69,7 +62,7 @@ def test_no_new_request_while_kafka_has_not_taken_the_results(gw, fake):
         wait_until(lambda: fake.stats()["requests"] == 3, 30, "the first 3 calls", 0.02)
         wait_until(lambda: admin_metric(w.admin_port, "inferq_worker_backlogged_loops") == 1, 30,
                    "the worker to hold back", 0.02)
-        produce(gw, second)
+        send_chats(gw, second)
         routed.wait(lambda: len(routed.records) == 6, 30, "all 6 requests on the model topic")
         # Kafka has none of the first results before before + linger: until
         # then no call may start.

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from ifq_e2e import (Produce, ReplyCollector, admin_metric, chat, deployment, describe, http_get,
-                     unique, wait_until)
+                     send_chats, unique, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +43,6 @@ def gw_sick(make_gateway, fake):
                 "shutdown_grace_ms": 1000})
 
 
-def produce_chats(gw, ids, directives):
-    p = Produce(gw.env.bootstrap)
-    for cid in ids:
-        p.send(gw.requests, chat(cid, f"{directives} {cid}"), key=cid)
-    p.flush()
-
-
 def test_two_loops_share_the_work_and_the_cap(gw, fake):
     tag = unique("mt-")
     ids = [f"{tag}-{i:03d}" for i in range(200)]
@@ -57,7 +50,7 @@ def test_two_loops_share_the_work_and_the_cap(gw, fake):
     fake.reset()
     w = gw.start_worker()
     try:
-        produce_chats(gw, ids, "[[fake:latency=150]] hello")
+        send_chats(gw, ids, "[[fake:latency=150]] hello")
         res = replies.results(ids, timeout=120)
         bad = [describe(r) for r in res.values() if r["inferq"]["status"] != "succeeded"]
         assert not bad, bad[:3]
@@ -127,7 +120,7 @@ def test_admin_answers_with_over_a_thousand_calls_in_flight(gw_busy, fake):
     fake.reset()
     w = gw_busy.start_worker()
     try:
-        produce_chats(gw_busy, ids, "[[fake:latency=8000]]")
+        send_chats(gw_busy, ids, "[[fake:latency=8000]]")
         wait_until(lambda: fake.stats()["in_flight"] >= 1050, 90,
                    "1,050 calls in flight at the model", 0.05)
         port = w.admin_port

@@ -482,7 +482,7 @@ struct fm_directives {
     char retry_after[FM_RETRY_AFTER_MAX + 1];
     long latency_ms;
     bool hang, malformed, drop;
-    bool pretty; /* chat answer indented over several lines, as OpenAI's API writes it */
+    bool pretty;     /* chat answer indented over several lines, as OpenAI's API writes it */
     long fail_first; /* -1 = none */
     const char *key; /* borrowed from the scanned text; NULL = none */
     size_t key_len;
@@ -1165,8 +1165,9 @@ static enum MHD_Result fm_chat(struct fm_req *r, struct MHD_Connection *c, json_
         ret = fm_stream(r, c, true, id, model, created, a, ans.len,
                         fm_stream_usage_wanted(req) ? usage : NULL, malformed);
         json_decref(usage);
-    } else if (!cfg.slow_json && !d->pretty && fm_chat_json(&out, id, created, model, a, ans.len, prompt_tokens,
-                                              completion_tokens)) {
+    } else if (!cfg.slow_json && !d->pretty &&
+               fm_chat_json(&out, id, created, model, a, ans.len, prompt_tokens,
+                            completion_tokens)) {
         json_decref(usage);
         ret = fm_send_buf(r, c, 200, &out, "application/json", malformed);
     } else {
