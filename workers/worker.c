@@ -90,7 +90,11 @@ enum {
     CARRY_ROUTING,
     NCARRY
 };
-static const char *const carried_keys[] = {"team", "prompt", "guardrails", "routing"};
+/* The members of routed.inferq a result takes: the earlier hops' attempts,
+ * then the values carried over as they are (carried_keys), in CARRY_ order. */
+static const char *const ext_keys[] = {"attempts", "team", "prompt", "guardrails", "routing"};
+static const char *const *const carried_keys = ext_keys + 1;
+#define NCARRIED (IFQ_ARRAY_LEN(ext_keys) - 1)
 
 struct consumer;
 struct worker;
@@ -645,7 +649,7 @@ static json_t *result_base(job_t *j)
                                   "model", (json_int_t)j->model_ms, "total",
                                   (json_int_t)(now - received)));
     json_object_set_new(ext, "finished_ms", json_integer(now));
-    for (size_t i = 0; i < IFQ_ARRAY_LEN(carried_keys); i++) {
+    for (size_t i = 0; i < NCARRIED; i++) {
         json_t *v = json_object_get(j->ext, carried_keys[i]);
         if (v)
             json_object_set(ext, carried_keys[i], v);
@@ -838,7 +842,7 @@ static char *result_bytes(job_t *j, long status, const char *rid, const json_t *
     ifq_sb_putn(&b, j->traceparent + 3, 32);
     IFQ_SB_LIT(&b, "\",\"finished_ms\":");
     ifq_sb_i64(&b, now);
-    for (size_t i = 0; i < IFQ_ARRAY_LEN(carried_keys); i++) {
+    for (size_t i = 0; i < NCARRIED; i++) {
         ifq_jrange_t r = j->carry[CARRY_TEAM + i];
         if (!r.len)
             continue;
@@ -850,7 +854,8 @@ static char *result_bytes(job_t *j, long status, const char *rid, const json_t *
 }
 
 /* The model answered (body: its OpenAI-shaped answer, owned; resp: the
- * response bytes). */
+ * response bytes when body is them as received, not translated, else
+ * NULL). */
 static void finish_success(worker_t *w, job_t *j, long status, json_t *body, const char *resp,
                            size_t resp_len, int64_t latency_ms)
 {
@@ -908,12 +913,9 @@ static void finish_success(worker_t *w, job_t *j, long status, json_t *body, con
     }
     atomic_fetch_add(&w->n_succeeded, 1);
     if (bytes) {
-        const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
-        /* the answer as received unless translated (no finding changed
-         * it, or this would be the tree path) */
-        int as_received = prov && prov->passthrough;
-        j->out = result_bytes(j, status, rid, body, as_received ? resp : NULL, resp_len, usage,
-                              cost, latency_ms, &j->out_len);
+        /* no finding changed body here (else this is the tree path) */
+        j->out = result_bytes(j, status, rid, body, resp, resp_len, usage, cost, latency_ms,
+                              &j->out_len);
         ifq_wreq_outcome_t oc = {.state = "succeeded",
                                  .in_tok = in_tok,
                                  .out_tok = out_tok,
@@ -1161,6 +1163,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
 
     ifq_upstream_err_t uerr = {0};
     json_t *body = NULL;
+    int passthrough = 0;
     /* on_prereq refused libcurl's own resend: a reused keep-alive
      * connection was closed without a reply. That is ambiguous (a stale
      * connection, or a server that dropped the request), so it does not
@@ -1183,6 +1186,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
     } else {
         const ifq_provider_t *prov = ifq_provider_find(j->dep->provider);
         body = prov->parse(j->dep, j->kind, status, j->resp, j->resp_len, &uerr);
+        passthrough = prov->passthrough;
     }
     if (body) {
         /* the response bytes stay until the result is encoded */
@@ -1193,7 +1197,7 @@ static void on_http_done(worker_t *w, job_t *j, CURLcode cc)
         ifq_wreq_attempt_end(j->obs, status, body, NULL, NULL);
         circuit_record(w, j, 1, 0);
         slot_release(j);
-        finish_success(w, j, status, body, resp, resp_len, latency);
+        finish_success(w, j, status, body, passthrough ? resp : NULL, resp_len, latency);
         free(resp);
         return;
     }
@@ -1572,22 +1576,21 @@ static int job_strings(job_t *j)
 static int carry_find(job_t *j)
 {
     static const char *const top[] = {"metadata", "inferq"};
-    static const char *const in_ext[] = {"attempts", "team", "prompt", "guardrails", "routing"};
-    ifq_jrange_t t[2], e[IFQ_ARRAY_LEN(in_ext)];
-    if (!json_is_array(json_object_get(j->ext, "attempts")) ||
-        json_array_size(json_object_get(j->ext, "attempts")) > 1000 ||
+    ifq_jrange_t t[2], e[IFQ_ARRAY_LEN(ext_keys)];
+    const json_t *attempts = json_object_get(j->ext, "attempts");
+    if (!json_is_array(attempts) || json_array_size(attempts) > 1000 ||
         ifq_json_members(j->raw, j->raw_len, top, 2, t) < 0 || !t[1].len ||
-        ifq_json_members(j->raw + t[1].off, t[1].len, in_ext, IFQ_ARRAY_LEN(in_ext), e) < 0)
+        ifq_json_members(j->raw + t[1].off, t[1].len, ext_keys, IFQ_ARRAY_LEN(ext_keys), e) < 0)
         return 0;
     /* metadata other than an object is written as {}, as by ifq_result_new */
     j->carry[CARRY_METADATA] =
         json_is_object(json_object_get(j->routed, "metadata")) ? t[0] : (ifq_jrange_t){0, 0};
-    for (size_t k = 0; k < IFQ_ARRAY_LEN(in_ext); k++) {
+    for (size_t k = 0; k < IFQ_ARRAY_LEN(ext_keys); k++) {
         j->carry[CARRY_ATTEMPTS + k] = e[k];
         if (e[k].len)
             j->carry[CARRY_ATTEMPTS + k].off += t[1].off;
     }
-    j->n_prior = (unsigned short)json_array_size(json_object_get(j->ext, "attempts"));
+    j->n_prior = (unsigned short)json_array_size(attempts);
     return 1;
 }
 
